@@ -1,0 +1,124 @@
+"""`lakehouse` command line: the local stack, the demo and (later) ingestion and migrations."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from core.settings import Settings
+
+app = typer.Typer(help="Lakehouse for Learning", no_args_is_help=True, add_completion=False)
+stack_app = typer.Typer(help="The local stack: PostgreSQL, Redis, Kafka, MinIO", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+console = Console(stderr=False)
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as exc:  # pydantic's ValidationError names the field and the bad value
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _report(phase: str, seconds: float, note: str) -> None:
+    console.print(f"[setup] {phase:<28} {seconds:6.1f} s  {note}")
+
+
+@stack_app.command("up")
+def stack_up() -> None:
+    """Install what is missing and start every service (idempotent)."""
+    from deploy.installers import InstallError
+    from deploy.stack import ServiceStartError, Stack
+
+    settings = _settings()
+    started = time.perf_counter()
+    try:
+        statuses = Stack(settings, report=_report).up()
+    except (ServiceStartError, InstallError) as exc:
+        err.print(f"[red]stack up failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    _print_status(statuses)
+    console.print(f"[setup] {'stack up total':<28} {time.perf_counter() - started:6.1f} s")
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop exactly the processes `stack up` started (by PID)."""
+    from deploy.stack import Stack
+
+    stopped = Stack(_settings()).down()
+    console.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Health and latency of each service."""
+    from deploy.stack import Stack
+
+    statuses = Stack(_settings()).status()
+    _print_status(statuses)
+    if not all(s.healthy for s in statuses):
+        raise typer.Exit(1)
+
+
+@stack_app.command("logs")
+def stack_logs(
+    service: Annotated[str, typer.Argument(help="postgres | redis | kafka | objectstore")],
+    lines: Annotated[int, typer.Option("--lines", "-n", min=1)] = 50,
+) -> None:
+    """The last lines of a service's log."""
+    from deploy.stack import Stack
+
+    stack = Stack(_settings())
+    if service not in {"postgres", "redis", "kafka", "objectstore"}:
+        err.print(f"[red]unknown service {service!r}[/red]: choose postgres, redis, kafka or objectstore")
+        raise typer.Exit(2)
+    console.print(f"[dim]{stack.log_file(service)}[/dim]")
+    console.print(stack.tail(service, lines), markup=False, highlight=False)
+
+
+def _print_status(statuses: list) -> None:
+    table = Table(title="Local stack")
+    for column in ("service", "pid", "ports", "healthy", "latency", "detail"):
+        table.add_column(column)
+    for s in statuses:
+        table.add_row(
+            s.name,
+            str(s.pid or "-"),
+            ",".join(map(str, s.ports)),
+            "[green]yes[/green]" if s.healthy else "[red]no[/red]",
+            f"{s.latency_ms:.1f} ms" if s.latency_ms is not None else "-",
+            s.detail,
+        )
+    console.print(table)
+
+
+@app.command("smoke")
+def smoke() -> None:
+    """Exercise every part of the stack once and print a summary table."""
+    from cli.smoke import run_smoke
+
+    results = run_smoke(_settings(), console=console)
+    table = Table(title="Smoke test")
+    for column in ("check", "result", "seconds", "detail"):
+        table.add_column(column)
+    for r in results:
+        table.add_row(r.name, "[green]OK[/green]" if r.ok else "[red]FAIL[/red]", f"{r.seconds:.1f}", r.detail)
+    console.print(table)
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Kafka behind a small interface: JSON producers and consumers configured from Settings."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from core.settings import KafkaSettings
+
+if TYPE_CHECKING:
+    from kafka import KafkaConsumer, KafkaProducer
+
+
+def json_producer(settings: KafkaSettings, *, client_id: str = "lakehouse") -> KafkaProducer:
+    """An idempotent producer (acks=all): a retried send is written once."""
+    from kafka import KafkaProducer
+
+    return KafkaProducer(
+        bootstrap_servers=settings.servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        key_serializer=lambda key: key.encode() if isinstance(key, str) else key,
+        value_serializer=lambda value: json.dumps(value, separators=(",", ":"), default=str).encode(),
+    )
+
+
+def json_consumer(settings: KafkaSettings, *topics: str, group_id: str | None, **overrides: Any) -> KafkaConsumer:
+    """A consumer of JSON values; offsets start at the earliest message for a new group."""
+    from kafka import KafkaConsumer
+
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.servers,
+        "group_id": group_id,
+        "auto_offset_reset": "earliest",
+        "enable_auto_commit": False,
+        "session_timeout_ms": settings.session_timeout_ms,
+        "heartbeat_interval_ms": max(settings.session_timeout_ms // 3, 500),
+        "value_deserializer": lambda raw: json.loads(raw),
+        "key_deserializer": lambda raw: raw.decode() if raw is not None else None,
+    }
+    options.update(overrides)
+    return KafkaConsumer(*topics, **options)
+
+
+def ensure_topics(settings: KafkaSettings, names: list[str], *, partitions: int = 2) -> None:
+    """Creates the topics that do not exist yet (idempotent)."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.servers, request_timeout_ms=10000)
+    try:
+        existing = set(admin.list_topics())
+        missing = [NewTopic(name, partitions, 1) for name in names if name not in existing]
+        if missing:
+            try:
+                admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
