@@ -14,6 +14,10 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Defaults live under the checkout so every entry point (make, CLI, tests, Spark workers) agrees
+# on them whatever its working directory; values given by the user resolve as usual.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+STATE = PROJECT_ROOT / ".lakehouse"
 DEV_SECRET = "dev-only-secret-change-me"  # noqa: S105 - refused outside development
 
 
@@ -24,7 +28,7 @@ class _Section(BaseModel):
 class StackSettings(_Section):
     """Where the local stack keeps its state, logs and PIDs, and how long it waits."""
 
-    state_dir: Path = Field(Path(".lakehouse"), description="State, data, logs and PIDs of the local stack")
+    state_dir: Path = Field(STATE, description="State, data, logs and PIDs of the local stack")
     cache_dir: Path = Field(
         Path.home() / ".cache" / "lakehouse",
         description="Machine-wide cache: venvs, built binaries, Maven classpaths",
@@ -40,7 +44,7 @@ class ObjectStoreSettings(_Section):
     """The object store holding raw uploads and, in S3 mode, the lake."""
 
     mode: Literal["local", "s3"] = Field("local", description="`local` filesystem or an `s3` endpoint")
-    local_root: Path = Field(Path(".lakehouse/objects"), description="Root folder in local mode")
+    local_root: Path = Field(STATE / "objects", description="Root folder in local mode")
     bucket: str = Field("lakehouse", description="Bucket in S3 mode")
     host: str = Field("127.0.0.1", description="Host of the local S3 server")
     port: int = Field(59000, ge=1, le=65535, description="Port of the local S3 server")
@@ -57,8 +61,8 @@ class ObjectStoreSettings(_Section):
 class LakeSettings(_Section):
     """The Delta Lake: bronze, silver and gold tables under one root URI."""
 
-    root: str = Field(".lakehouse/lake", description="Lake root: a local path or `s3a://bucket/prefix`")
-    checkpoint_root: str = Field(".lakehouse/checkpoints", description="Structured Streaming checkpoints")
+    root: str = Field(str(STATE / "lake"), description="Lake root: a local path or `s3a://bucket/prefix`")
+    checkpoint_root: str = Field(str(STATE / "checkpoints"), description="Structured Streaming checkpoints")
 
 
 class KafkaSettings(_Section):
@@ -103,10 +107,7 @@ class PostgresSettings(_Section):
         return [f"{self.shard_db_prefix}{i}" for i in range(self.shards)]
 
     def dsn(self, database: str) -> str:
-        return (
-            f"postgresql://{self.user}:{self.password.get_secret_value()}"
-            f"@{self.host}:{self.port}/{database}"
-        )
+        return f"postgresql://{self.user}:{self.password.get_secret_value()}@{self.host}:{self.port}/{database}"
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> PostgresSettings:
@@ -128,17 +129,21 @@ class RedisSettings(_Section):
 
 
 class LanceDBSettings(_Section):
-    uri: str = Field(".lakehouse/lancedb", description="LanceDB directory or `s3://` URI")
+    uri: str = Field(str(STATE / "lancedb"), description="LanceDB directory or `s3://` URI")
     chunks_table: str = Field("chunks", description="Table of embedded chunks")
 
 
 class WarehouseSettings(_Section):
-    dsn: str = Field("chdb:///.lakehouse/warehouse", description="clickhouse-connect DSN; `chdb:///path` is in-process")
+    dsn: str = Field(
+        f"chdb://{STATE / 'warehouse'}", description="clickhouse-connect DSN; `chdb:///path` is in-process"
+    )
     database: str = Field("lakehouse", description="Warehouse database")
 
 
 class LLMSettings(_Section):
-    provider: Literal["offline", "openai"] = Field("offline", description="`offline` deterministic model or an OpenAI-compatible endpoint")
+    provider: Literal["offline", "openai"] = Field(
+        "offline", description="`offline` deterministic model or an OpenAI-compatible endpoint"
+    )
     base_url: str | None = Field(None, description="OpenAI-compatible base URL")
     model: str = Field("offline-extractive", description="Model name")
     api_key: SecretStr = Field(SecretStr(""), description="API key for the endpoint")

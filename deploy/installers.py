@@ -85,7 +85,9 @@ def ensure_debian_packages(*, need_postgres: bool, need_redis: bool, need_maven:
             notes.append("already installed")
             return
         if os.geteuid() != 0:
-            raise InstallError(f"missing Debian packages {wanted}; run as root or install them: apt-get install {' '.join(wanted)}")
+            raise InstallError(
+                f"missing Debian packages {wanted}; run as root or install them: apt-get install {' '.join(wanted)}"
+            )
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         _run(["apt-get", "update", "-q"], what="apt-get update", env=env)
         _run(

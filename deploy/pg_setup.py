@@ -35,17 +35,30 @@ def init_cluster(*, bin_dir: Path, data_dir: Path, socket_dir: Path) -> None:
     data_dir.mkdir(parents=True)
     _chown_tree(data_dir.parent, SUPERUSER)
     proc = subprocess.run(
-        [str(bin_dir / "initdb"), "-D", str(data_dir), "-U", SUPERUSER, "--auth-local=trust",
-         "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8"],
-        user=SUPERUSER, capture_output=True, text=True, check=False,
+        [
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data_dir),
+            "-U",
+            SUPERUSER,
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+        ],
+        user=SUPERUSER,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"postgres: initdb failed:\n{proc.stdout}{proc.stderr}")
 
 
 def _superuser_conn(socket_dir: Path, port: int) -> psycopg.Connection:
-    return psycopg.connect(host=str(socket_dir), port=port, user=SUPERUSER, dbname="postgres",
-                           autocommit=True, connect_timeout=2)
+    return psycopg.connect(
+        host=str(socket_dir), port=port, user=SUPERUSER, dbname="postgres", autocommit=True, connect_timeout=2
+    )
 
 
 def ping(*, socket_dir: Path, port: int) -> None:
@@ -57,9 +70,15 @@ def create_role_and_databases(pg: PostgresSettings, *, socket_dir: Path) -> None
     """Creates the platform's role, one database per shard and Airflow's (idempotent)."""
     with _superuser_conn(socket_dir, pg.port) as conn:
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (pg.user,)).fetchone()
-        statement = "ALTER ROLE {} WITH LOGIN CREATEDB PASSWORD {}" if exists else "CREATE ROLE {} WITH LOGIN CREATEDB PASSWORD {}"
+        statement = (
+            "ALTER ROLE {} WITH LOGIN CREATEDB PASSWORD {}"
+            if exists
+            else "CREATE ROLE {} WITH LOGIN CREATEDB PASSWORD {}"
+        )
         conn.execute(sql.SQL(statement).format(sql.Identifier(pg.user), sql.Literal(pg.password.get_secret_value())))
         present = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
         for name in [*pg.shard_names(), pg.airflow_db]:
             if name not in present:
-                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(pg.user)))
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(pg.user))
+                )

@@ -129,13 +129,20 @@ class Stack:
             ports=(pg.port,),
             argv=[
                 str(bin_dir / "postgres"),
-                "-D", str(data),
-                "-p", str(pg.port),
-                "-c", f"listen_addresses={LOOPBACK}",
-                "-c", f"unix_socket_directories={sockets}",
-                "-c", "max_connections=200",
-                "-c", "shared_buffers=64MB",
-                "-c", "fsync=off" if self.settings.environment != "production" else "fsync=on",
+                "-D",
+                str(data),
+                "-p",
+                str(pg.port),
+                "-c",
+                f"listen_addresses={LOOPBACK}",
+                "-c",
+                f"unix_socket_directories={sockets}",
+                "-c",
+                "max_connections=200",
+                "-c",
+                "shared_buffers=64MB",
+                "-c",
+                "fsync=off" if self.settings.environment != "production" else "fsync=on",
             ],
             user="postgres",
             stop_signal=signal.SIGINT,  # "fast" shutdown: roll back open transactions, exit
@@ -162,13 +169,20 @@ class Stack:
             ports=(rs.port,),
             argv=[
                 str(tools.redis_server if tools else "redis-server"),
-                "--bind", LOOPBACK,
-                "--port", str(rs.port),
-                "--dir", str(data),
-                "--save", "",
-                "--appendonly", "no",
-                "--daemonize", "no",
-                "--maxmemory", "256mb",
+                "--bind",
+                LOOPBACK,
+                "--port",
+                str(rs.port),
+                "--dir",
+                str(data),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--maxmemory",
+                "256mb",
             ],
             prepare=lambda: data.mkdir(parents=True, exist_ok=True),
             health=health,
@@ -181,8 +195,14 @@ class Stack:
         log4j = home / "log4j2.properties"
         classpath = tools.kafka_classpath if tools else ""
         java = str(tools.java if tools else "java")
-        jvm = [f"-Xmx{ks.heap}", "-Xms64m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-               f"-Dlog4j2.configurationFile={log4j}", "-Djava.awt.headless=true"]
+        jvm = [
+            f"-Xmx{ks.heap}",
+            "-Xms64m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            f"-Dlog4j2.configurationFile={log4j}",
+            "-Djava.awt.headless=true",
+        ]
 
         def prepare() -> None:
             home.mkdir(parents=True, exist_ok=True)
@@ -191,9 +211,22 @@ class Stack:
             if not (home / "data" / "meta.properties").exists():
                 cluster_id = _kafka_cluster_id()
                 proc = subprocess.run(
-                    [java, *jvm, "-cp", classpath, "kafka.tools.StorageTool", "format",
-                     "-t", cluster_id, "-c", str(config), "--ignore-formatted"],
-                    capture_output=True, text=True, check=False,
+                    [
+                        java,
+                        *jvm,
+                        "-cp",
+                        classpath,
+                        "kafka.tools.StorageTool",
+                        "format",
+                        "-t",
+                        cluster_id,
+                        "-c",
+                        str(config),
+                        "--ignore-formatted",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=False,
                 )
                 if proc.returncode != 0:
                     raise ServiceStartError(f"kafka: formatting KRaft storage failed:\n{proc.stdout}{proc.stderr}")
@@ -237,8 +270,16 @@ class Stack:
         return Service(
             name="objectstore",
             ports=(os_.port, os_.port + 1),
-            argv=[str(tools.minio if tools else "minio"), "server", str(data),
-                  "--address", f"{LOOPBACK}:{os_.port}", "--console-address", f"{LOOPBACK}:{os_.port + 1}", "--quiet"],
+            argv=[
+                str(tools.minio if tools else "minio"),
+                "server",
+                str(data),
+                "--address",
+                f"{LOOPBACK}:{os_.port}",
+                "--console-address",
+                f"{LOOPBACK}:{os_.port + 1}",
+                "--quiet",
+            ],
             env={
                 "MINIO_ROOT_USER": os_.access_key,
                 "MINIO_ROOT_PASSWORD": os_.secret_key.get_secret_value(),
@@ -253,8 +294,6 @@ class Stack:
     # ---- lifecycle -------------------------------------------------------------------------
     def up(self) -> list[ServiceStatus]:
         """Installs what is missing and starts every configured service (idempotent)."""
-        for sub in ("pids", "logs"):
-            (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
         tools = ensure_tools(self.settings, self.report)
         with timed(self.report, "services") as notes:
             for service in self.services(tools):
@@ -277,6 +316,7 @@ class Stack:
                 )
         service.prepare()
         log_path = self.log_file(service.name)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
             log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {service.name}\n".encode())
             log.flush()

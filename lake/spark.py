@@ -32,7 +32,9 @@ def connector_jars(settings: Settings) -> list[str]:
     jars = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
     missing = [jar for jar in jars if not Path(jar).exists()]
     if missing:
-        raise SparkSetupError(f"{len(missing)} connector jars listed in {listing} are gone, e.g. {missing[0]}; run `lakehouse stack up`")
+        raise SparkSetupError(
+            f"{len(missing)} connector jars listed in {listing} are gone, e.g. {missing[0]}; run `lakehouse stack up`"
+        )
     return jars
 
 

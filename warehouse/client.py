@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.settings import WarehouseSettings
@@ -12,14 +11,9 @@ if TYPE_CHECKING:
 
 
 def warehouse_client(settings: WarehouseSettings) -> Client:
-    """A client for the DSN. chdb allows one process per data path at a time."""
+    """A client for the DSN (`chdb:///abs/path` is in-process; one process per path at a time)."""
     import clickhouse_connect
 
-    dsn = settings.dsn
-    if dsn.startswith("chdb:///"):
-        path = Path(dsn.removeprefix("chdb:///"))
-        if not path.is_absolute():
-            dsn = f"chdb:///{path.resolve()}"
-    client = clickhouse_connect.get_client(dsn=dsn)
+    client = clickhouse_connect.get_client(dsn=settings.dsn)
     client.command(f"CREATE DATABASE IF NOT EXISTS {settings.database}")
     return client

@@ -1,0 +1,43 @@
+# Lakehouse for Learning — the two commands are `make demo` and `make test`.
+SHELL := /bin/bash
+PY := .venv/bin/python
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: setup stack-up stack-down stack-status demo smoke test unit lint bench lock clean
+
+setup:  ## Python environment (reused when requirements.lock is unchanged)
+	@bash deploy/bootstrap.sh
+
+stack-up: setup  ## Install what is missing and start PostgreSQL, Redis, Kafka, MinIO
+	@$(PY) -m cli stack up
+
+stack-down:  ## Stop exactly what stack-up started
+	@if [ -x $(PY) ]; then $(PY) -m cli stack down; else echo "no environment: nothing to stop"; fi
+
+stack-status:
+	@$(PY) -m cli stack status
+
+demo: stack-up  ## Set up from nothing and run the platform end to end
+	@$(PY) -m cli demo
+
+smoke: stack-up
+	@$(PY) -m cli smoke
+
+test: stack-up  ## Set up from nothing and run unit + integration tests against the real services
+	@$(PY) -m pytest tests/unit tests/integration
+
+unit: setup
+	@$(PY) -m pytest tests/unit
+
+lint: setup
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+bench: stack-up
+	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+lock:  ## Recompile requirements.lock from requirements.in
+	@bash deploy/bootstrap.sh >/dev/null
+	@$${LAKEHOUSE_CACHE_DIR:-$$HOME/.cache/lakehouse}/bootstrap/bin/uv pip compile -q -p 3.11 requirements.in -o requirements.lock
+
+clean: stack-down
+	rm -rf .lakehouse

@@ -1,0 +1,70 @@
+"""Event schemas on Kafka: JSON with a ``schema_version``. One model per event type."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+TOPIC_DOCUMENTS_UPLOADED = "documents.uploaded"
+TOPIC_DOCUMENTS_INDEXED = "documents.indexed"
+TOPIC_DOCUMENTS_FAILED = "documents.failed"
+TOPIC_ANALYTICS_EVENTS = "analytics.events"
+ALL_TOPICS = (TOPIC_DOCUMENTS_UPLOADED, TOPIC_DOCUMENTS_INDEXED, TOPIC_DOCUMENTS_FAILED, TOPIC_ANALYTICS_EVENTS)
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: str
+    occurred_at: datetime
+
+
+class DocumentUploaded(_Event):
+    """Published by the API once the raw bytes are stored; keyed by ``document_id``."""
+
+    event_type: Literal["document.uploaded"] = "document.uploaded"
+    document_id: str
+    course_id: str
+    version: int = Field(ge=1)
+    job_id: str
+    uploaded_by: str
+    object_uri: str = Field(description="Where the raw PDF is: file:// or s3a:// URI")
+    filename: str
+    size_bytes: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    replaces_version: int | None = Field(None, description="Version whose chunks leave search once this is indexed")
+
+
+class DocumentIndexed(_Event):
+    event_type: Literal["document.indexed"] = "document.indexed"
+    document_id: str
+    course_id: str
+    version: int
+    job_id: str
+    pages: int
+    chunks: int
+    seconds: float
+
+
+class DocumentFailed(_Event):
+    """Dead letter: the document's own failure with a human-readable reason."""
+
+    event_type: Literal["document.failed"] = "document.failed"
+    document_id: str | None
+    course_id: str | None
+    version: int | None
+    job_id: str | None
+    reason: str
+    raw: str | None = Field(None, description="The offending message, when it could not be parsed")
+
+
+class AnalyticsEvent(_Event):
+    event_type: Literal["analytics"] = "analytics"
+    name: str
+    user_id: str | None
+    course_id: str | None
+    properties: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
