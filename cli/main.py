@@ -116,6 +116,12 @@ def smoke() -> None:
         raise typer.Exit(1)
 
 
+@app.command("demo")
+def demo() -> None:
+    """The platform end to end on local defaults (for now: the smoke of every part)."""
+    smoke()
+
+
 def main() -> None:
     app()
 

@@ -34,3 +34,19 @@ def settings_markdown() -> str:
     lines = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
     lines += [f"| `{env}` | `{default}` | {desc} |" for env, default, desc in settings_rows()]
     return "\n".join(lines) + "\n"
+
+
+START, END = "<!-- settings-table:start -->", "<!-- settings-table:end -->"
+
+
+def render_into(readme: str) -> str:
+    """The README text with the table between the markers replaced by the current one."""
+    head, rest = readme.split(START, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{START}\n{settings_markdown()}{END}{tail}"
+
+
+if __name__ == "__main__":
+    path = PROJECT_ROOT / "README.md"
+    path.write_text(render_into(path.read_text()))
+    print(f"updated the configuration table in {path}")

@@ -320,7 +320,7 @@ class Stack:
         with log_path.open("ab") as log:
             log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {service.name}\n".encode())
             log.flush()
-            proc = subprocess.Popen(  # noqa: S603 - argv is built from settings, not a shell
+            proc = subprocess.Popen(
                 service.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

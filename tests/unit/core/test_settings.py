@@ -36,7 +36,7 @@ def test_unknown_nested_field_is_refused(monkeypatch):
 
 
 def test_production_refuses_default_secrets():
-    with pytest.raises(ValidationError, match="api.jwt_secret"):
+    with pytest.raises(ValidationError, match=r"api\.jwt_secret"):
         Settings(environment="production")
 
 
