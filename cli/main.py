@@ -28,7 +28,7 @@ def _settings() -> Settings:
 
 
 def _report(phase: str, seconds: float, note: str) -> None:
-    console.print(f"[setup] {phase:<28} {seconds:6.1f} s  {note}")
+    console.print(f"[setup] {phase:<28} {seconds:6.1f} s  {note}", markup=False, highlight=False)
 
 
 @stack_app.command("up")
@@ -45,7 +45,7 @@ def stack_up() -> None:
         err.print(f"[red]stack up failed:[/red] {exc}")
         raise typer.Exit(1) from exc
     _print_status(statuses)
-    console.print(f"[setup] {'stack up total':<28} {time.perf_counter() - started:6.1f} s")
+    console.print(f"[setup] {'stack up total':<28} {time.perf_counter() - started:6.1f} s", markup=False)
 
 
 @stack_app.command("down")

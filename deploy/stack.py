@@ -444,7 +444,11 @@ def _group_has_live_member(pgid: int) -> bool:
 def _kafka_cluster_id() -> str:
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    # Kafka's own format (22 url-safe base64 chars); a leading "-" would read as an option.
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _kafka_properties(port: int, controller_port: int, data_dir: Path) -> str:
