@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,7 +16,8 @@ from core.settings import Settings
 app = typer.Typer(help="Lakehouse for Learning", no_args_is_help=True, add_completion=False)
 stack_app = typer.Typer(help="The local stack: PostgreSQL, Redis, Kafka, MinIO", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
-console = Console(stderr=False)
+# Piped output (CI logs, `| tee`) gets a wide console so tables do not wrap into columns of words.
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True)
 
 
@@ -113,6 +115,55 @@ def smoke() -> None:
         table.add_row(r.name, "[green]OK[/green]" if r.ok else "[red]FAIL[/red]", f"{r.seconds:.1f}", r.detail)
     console.print(table)
     if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+@app.command("ingest")
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="PDF files and/or folders (searched recursively)")],
+    course: Annotated[str, typer.Option("--course", "-c", help="Course id to upload into")],
+    token: Annotated[str, typer.Option(envvar="LAKEHOUSE_API_TOKEN", help="Access token (or LAKEHOUSE_API_TOKEN)")],
+    api_url: Annotated[str, typer.Option("--api", help="Base URL of the course service")] = "http://127.0.0.1:8000",
+    replace: Annotated[bool, typer.Option(help="Upload identical files again as a new version")] = False,
+    wait: Annotated[bool, typer.Option(help="Wait until every document is indexed or failed")] = True,
+    timeout_s: Annotated[float, typer.Option("--timeout", help="Seconds to wait for indexing")] = 1800.0,
+) -> None:
+    """Upload a file or whole folders of PDFs to a course, with a progress bar."""
+    import httpx
+
+    from cli.ingest import IngestError, collect_pdfs, upload_all, wait_for_jobs
+
+    try:
+        files = collect_pdfs(paths)
+    except IngestError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    if not files:
+        err.print("[red]no PDF files found[/red]")
+        raise typer.Exit(2)
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=api_url, headers=headers, timeout=httpx.Timeout(30.0, write=300.0)) as client:
+        uploaded, failed = upload_all(client, course, files, replace=replace, console=console)
+        for path, reason in failed:
+            err.print(f"[red]refused[/red] {path}: {reason}")
+        duplicates = sum(u.duplicate for u in uploaded)
+        console.print(f"{len(uploaded)} accepted ({duplicates} already present), {len(failed)} refused")
+        if wait and uploaded:
+            final = wait_for_jobs(
+                client, [u for u in uploaded if not u.duplicate], console=console, timeout_s=timeout_s
+            )
+            table = Table(title="Indexing")
+            for column in ("file", "status", "pages", "detail"):
+                table.add_column(column)
+            by_job = {u.job_id: u for u in uploaded}
+            for job_id, job in final.items():
+                table.add_row(
+                    by_job[job_id].path.name, job["status"], str(job.get("pages_total") or "-"), job.get("error") or ""
+                )
+            console.print(table)
+            if any(job["status"] != "succeeded" for job in final.values()):
+                raise typer.Exit(1)
+    if failed:
         raise typer.Exit(1)
 
 
