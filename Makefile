@@ -30,7 +30,7 @@ unit: setup
 	@$(PY) -m pytest tests/unit
 
 lint: setup
-	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
 
 bench: stack-up
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
 TOPIC_DOCUMENTS_UPLOADED = "documents.uploaded"
 TOPIC_DOCUMENTS_INDEXED = "documents.indexed"
