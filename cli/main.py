@@ -16,6 +16,8 @@ from core.settings import Settings
 app = typer.Typer(help="Lakehouse for Learning", no_args_is_help=True, add_completion=False)
 stack_app = typer.Typer(help="The local stack: PostgreSQL, Redis, Kafka, MinIO", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
+db_app = typer.Typer(help="PostgreSQL shards: schema migrations", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 # Piped output (CI logs, `| tee`) gets a wide console so tables do not wrap into columns of words.
 console = Console(stderr=False, width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True)
@@ -171,6 +173,50 @@ def ingest(
 def demo() -> None:
     """The platform end to end on local defaults (for now: the smoke of every part)."""
     smoke()
+
+
+@db_app.command("migrate")
+def db_migrate(
+    create: Annotated[bool, typer.Option(help="Create shard databases that do not exist first")] = True,
+) -> None:
+    """Apply deploy/migrations/*.sql to every shard database (idempotent)."""
+    from deploy.migrate import MigrationError, create_databases, migrate
+
+    settings = _settings()
+    try:
+        created = create_databases(settings.postgres) if create else []
+        results = migrate(settings.postgres)
+    except MigrationError as exc:
+        err.print(f"[red]migration failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    table = Table(title="Schema migrations")
+    for column in ("shard database", "created", "applied", "already applied"):
+        table.add_column(column)
+    for r in results:
+        table.add_row(
+            r.database, "yes" if r.database in created else "-", ", ".join(r.applied) or "-", str(len(r.skipped))
+        )
+    console.print(table)
+
+
+@app.command("api")
+def serve_api(
+    host: Annotated[str | None, typer.Option(help="Bind address (default: api.host)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: api.port)")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes")] = 1,
+) -> None:
+    """Serve the course service with uvicorn (settings from LAKEHOUSE_* variables)."""
+    import uvicorn
+
+    settings = _settings()
+    uvicorn.run(
+        "api.main:app_from_env",
+        factory=True,
+        host=host or settings.api.host,
+        port=port or settings.api.port,
+        workers=workers,
+        access_log=False,  # the app logs one line per request, with its request id
+    )
 
 
 def main() -> None:

@@ -114,6 +114,7 @@ class Stack:
             "redis": self._redis,
             "kafka": self._kafka,
             "objectstore": self._minio,
+            "redis-cluster": self._redis_cluster,
         }
         return [builders[name](tools) for name in wanted]
 
@@ -186,6 +187,103 @@ class Stack:
             ],
             prepare=lambda: data.mkdir(parents=True, exist_ok=True),
             health=health,
+        )
+
+    def _redis_cluster(self, tools: Tools | None) -> Service:
+        """Optional: a 3-primary Redis Cluster on loopback (for testing the cluster code path).
+
+        One shell supervises the nodes, so the service is one process group like the others.
+        The cluster bus of node ``p`` listens on ``p + 100`` (the default ``p + 10000`` would
+        not fit in the port range for the default ports). Every start makes a fresh cluster.
+        """
+        import shlex
+        import shutil
+
+        ports = self.settings.redis.cluster_ports
+        home = self._data_dir("redis-cluster")
+        server = str(tools.redis_server if tools else "redis-server")
+
+        def node(port: int) -> list[str]:
+            return [
+                server,
+                "--bind",
+                LOOPBACK,
+                "--port",
+                str(port),
+                "--cluster-enabled",
+                "yes",
+                "--cluster-port",
+                str(port + 100),
+                "--cluster-config-file",
+                f"nodes-{port}.conf",
+                "--cluster-node-timeout",
+                "2000",
+                "--dir",
+                str(home / str(port)),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--maxmemory",
+                "64mb",
+            ]
+
+        def prepare() -> None:
+            for port in ports:
+                (home / str(port)).mkdir(parents=True, exist_ok=True)
+                (home / str(port) / f"nodes-{port}.conf").unlink(missing_ok=True)
+
+        def health() -> None:
+            import redis
+
+            for port in ports:
+                client = redis.Redis(host=LOOPBACK, port=port, socket_timeout=1)
+                try:
+                    client.ping()
+                finally:
+                    client.close()
+
+        def create_cluster() -> None:
+            import redis
+
+            client = redis.Redis(host=LOOPBACK, port=ports[0], socket_timeout=2, decode_responses=True)
+            try:
+                if client.cluster("INFO").get("cluster_state") != "ok":
+                    cli = shutil.which("redis-cli") or str(Path(server).with_name("redis-cli"))
+                    nodes = [f"{LOOPBACK}:{port}" for port in ports]
+                    proc = subprocess.run(
+                        [cli, "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
+                        capture_output=True,
+                        text=True,
+                        check=False,
+                        timeout=60,
+                    )
+                    if proc.returncode != 0:
+                        raise ServiceStartError(f"redis-cluster: cluster create failed:\n{proc.stdout}{proc.stderr}")
+                deadline = time.monotonic() + self.settings.stack.start_timeout_s
+                while time.monotonic() < deadline:
+                    states = []
+                    for port in ports:
+                        probe = redis.Redis(host=LOOPBACK, port=port, socket_timeout=2, decode_responses=True)
+                        try:
+                            states.append(probe.cluster("INFO").get("cluster_state"))
+                        finally:
+                            probe.close()
+                    if all(state == "ok" for state in states):
+                        return
+                    time.sleep(0.2)
+                raise ServiceStartError("redis-cluster: the cluster did not reach state ok")
+            finally:
+                client.close()
+
+        script = " & ".join(shlex.join(node(port)) for port in ports) + " & wait"
+        return Service(
+            name="redis-cluster",
+            ports=(*ports, *(port + 100 for port in ports)),
+            argv=["/bin/sh", "-c", script],
+            prepare=prepare,
+            health=health,
+            after_start=create_cluster,
         )
 
     def _kafka(self, tools: Tools | None) -> Service:

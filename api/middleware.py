@@ -1,0 +1,156 @@
+"""The app edge as plain ASGI middleware: request ids and access log, body limits, rate limits."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import anyio.to_thread
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.context import bind_request_id, new_request_id, reset_request_id
+from api.errors import PayloadTooLarge, problem_response
+from api.metrics import Metrics
+from core.settings import APISettings
+
+access_log = logging.getLogger("api.access")
+log = logging.getLogger("api.edge")
+
+UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+class RequestContextMiddleware:
+    """Request id on every response and log line; latency histogram; last-resort 500 problem."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        request_id = new_request_id(_header(scope, b"x-request-id"))
+        scope.setdefault("state", {})["request_id"] = request_id
+        token = bind_request_id(request_id)
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                MutableHeaders(scope=message).append("X-Request-ID", request_id)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method", "WS"), scope.get("path"))
+            if scope["type"] != "http" or response_started:
+                raise
+            response = problem_response(500, "An unexpected error occurred; quote the request id when reporting it.")
+            await response(scope, receive, send_with_id)
+        finally:
+            if scope["type"] == "http":
+                elapsed = time.perf_counter() - started
+                route = getattr(scope.get("route"), "path", "unmatched")
+                self.metrics.request_latency.labels(scope["method"], route, str(status)).observe(elapsed)
+                access_log.info("%s %s %s %.1fms", scope["method"], scope["path"], status, elapsed * 1000)
+            reset_request_id(token)
+
+
+class BodyLimitMiddleware:
+    """413 for bodies over the limit: by Content-Length up front, and by counting streamed bytes."""
+
+    def __init__(self, app: ASGIApp, *, settings: APISettings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            await self.app(scope, receive, send)
+            return
+        content_type = (_header(scope, b"content-type") or "").lower()
+        is_upload = content_type.startswith("multipart/") or content_type == "application/pdf"
+        limit = self.settings.max_upload_bytes if is_upload else self.settings.max_json_body_bytes
+        declared = _header(scope, b"content-length")
+        if declared is not None:
+            if not declared.strip().isdigit():
+                await problem_response(400, "Content-Length must be a non-negative integer.")(scope, receive, send)
+                return
+            if int(declared) > limit:
+                await self._too_large(limit)(scope, receive, send)
+                return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    # Raised inside the route's body read: mapped to 413 by the error handlers.
+                    raise PayloadTooLarge(f"The request body exceeds the limit of {limit} bytes.")
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+    @staticmethod
+    def _too_large(limit: int):
+        return problem_response(413, f"The request body exceeds the limit of {limit} bytes.", slug="payload-too-large")
+
+
+class RateLimitMiddleware:
+    """Token buckets per client IP and per authenticated user; 429 with Retry-After when empty."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        services = getattr(scope["app"].state, "services", None) if scope["type"] == "http" else None
+        if services is None or not services.settings.api.rate_limit_enabled or scope["path"] in UNLIMITED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        ip = client[0] if client else "unknown"
+        auth = _header(scope, b"authorization") or ""
+        token = auth[7:].strip() if auth[:7].lower() == "bearer " else None
+        user_id = services.tokens.peek_user_id(token) if token else None
+        decision = await anyio.to_thread.run_sync(lambda: services.limiter.check(ip=ip, user_id=user_id))
+        if decision is not None and not decision.allowed:
+            response = problem_response(
+                429,
+                f"Rate limit of {decision.limit} requests per minute per {decision.scope} exceeded; "
+                f"retry in {decision.retry_after_s} s.",
+                slug="rate-limited",
+                headers={
+                    "Retry-After": str(decision.retry_after_s),
+                    "X-RateLimit-Limit": str(decision.limit),
+                    "X-RateLimit-Remaining": "0",
+                },
+            )
+            await response(scope, receive, send)
+            return
+        if decision is None:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_quota(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.append("X-RateLimit-Limit", str(decision.limit))
+                headers.append("X-RateLimit-Remaining", str(decision.remaining))
+            await send(message)
+
+        await self.app(scope, receive, send_with_quota)

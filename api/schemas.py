@@ -1,0 +1,134 @@
+"""Request and response bodies. Requests refuse unknown fields and coerce nothing (strict)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+JOIN_CODE_PATTERN = r"^[A-HJ-NP-Z2-9]{8}$"  # no 0/O/1/I: read aloud in a lecture hall
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# ---- auth -----------------------------------------------------------------------------------
+class SignUp(_Request):
+    email: EmailStr = Field(max_length=254)
+    password: str = Field(min_length=10, max_length=256)
+    display_name: str = Field(min_length=1, max_length=100)
+    role: Literal["student", "instructor"] = Field("student", description="Admins are not self-service")
+
+
+class Login(_Request):
+    email: EmailStr = Field(max_length=254)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class RefreshRequest(_Request):
+    refresh_token: str = Field(min_length=16, max_length=4096)
+
+
+class Tokens(_Response):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
+    expires_in: int = Field(description="Seconds the access token is valid")
+
+
+class User(_Response):
+    id: uuid.UUID
+    email: str
+    role: Literal["student", "instructor", "admin"]
+    display_name: str
+    created_at: datetime
+
+
+# ---- courses ----------------------------------------------------------------------------------
+class CourseCreate(_Request):
+    title: str = Field(min_length=1, max_length=200)
+    description: str = Field("", max_length=5000)
+
+
+class CourseUpdate(_Request):
+    title: str | None = Field(None, min_length=1, max_length=200)
+    description: str | None = Field(None, max_length=5000)
+
+
+class JoinCourse(_Request):
+    join_code: str = Field(pattern=JOIN_CODE_PATTERN, description="Eight characters from the instructor")
+
+
+class Course(_Response):
+    id: uuid.UUID
+    title: str
+    description: str
+    owner_id: uuid.UUID
+    join_code: str | None = Field(None, description="Shown to the course's instructors only")
+    my_role: Literal["student", "instructor", "admin"] | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class CourseList(_Response):
+    items: list[Course]
+
+
+# ---- documents --------------------------------------------------------------------------------
+class Document(_Response):
+    id: uuid.UUID
+    course_id: uuid.UUID
+    version: int
+    filename: str
+    sha256: str
+    size_bytes: int
+    status: str
+    pages: int | None
+    chunks: int | None
+    error: str | None
+    uploaded_by: uuid.UUID
+    created_at: datetime
+    updated_at: datetime
+
+
+class DocumentList(_Response):
+    items: list[Document]
+
+
+# ---- jobs ---------------------------------------------------------------------------------------
+class Job(_Response):
+    id: str
+    kind: str
+    course_id: str | None
+    document_id: str | None
+    status: Literal["queued", "running", "succeeded", "failed"]
+    pages_done: int
+    pages_total: int | None
+    eta_s: float | None = Field(None, description="Estimated seconds left, from the worker's rate so far")
+    error: str | None = Field(None, description="Why the job failed, in words")
+    created_at: float = Field(description="Unix seconds")
+    updated_at: float = Field(description="Unix seconds")
+
+
+# ---- health -------------------------------------------------------------------------------------
+class Health(_Response):
+    status: Literal["ok"]
+
+
+class DependencyStatus(_Response):
+    name: str
+    ok: bool
+    latency_ms: float | None
+    detail: str
+
+
+class Readiness(_Response):
+    status: Literal["ready", "degraded", "unavailable"]
+    dependencies: list[DependencyStatus]

@@ -1,0 +1,71 @@
+"""Fixtures of the course-service tests: a private set of shard databases on the stack's
+PostgreSQL (created, migrated, dropped per session), a unique Redis key prefix on the stack's
+Redis and app clients. Helpers live in api_testkit.py."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from api_testkit import TEST_SHARDS
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from core.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def api_run_id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def api_settings(settings: Settings, stack, api_run_id: str) -> Iterator[Settings]:
+    """Settings of the app under test: 3 private shard databases, a private Redis key prefix."""
+    from deploy.migrate import create_databases, drop_databases, migrate
+
+    overrides = settings.model_dump()
+    overrides["postgres"].update(shards=TEST_SHARDS, shard_db_prefix=f"lakehouse_test_{api_run_id}_", pool_max_size=6)
+    overrides["redis"].update(key_prefix=f"test:{api_run_id}:")
+    # The whole session shares the test client's IP: only the rate-limit tests use small buckets.
+    overrides["api"].update(
+        rate_limit_per_minute=100_000, rate_limit_ip_per_minute=100_000, jwt_secret=f"integration-{uuid.uuid4().hex}"
+    )
+    test_settings = Settings(**overrides)
+    create_databases(test_settings.postgres)
+    try:
+        migrate(test_settings.postgres)
+        yield test_settings
+    finally:
+        drop_databases(test_settings.postgres)
+        _delete_prefix(test_settings)
+
+
+def _delete_prefix(settings: Settings) -> None:
+    from core.cache import redis_client
+
+    client = redis_client(settings.redis)
+    try:
+        for key in client.scan_iter(match=f"{settings.redis.key_prefix}*", count=500):
+            client.delete(key)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def make_client(api_settings: Settings):
+    """Starts an app (lifespan included) for given settings; closed at the end of the test."""
+    with contextlib.ExitStack() as stack:
+
+        def make(settings: Settings | None = None) -> TestClient:
+            return stack.enter_context(TestClient(create_app(settings or api_settings)))
+
+        yield make
+
+
+@pytest.fixture(scope="module")
+def client(api_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(api_settings)) as test_client:
+        yield test_client

@@ -1,0 +1,57 @@
+"""Health, readiness, metrics and request ids."""
+
+import logging
+
+import pytest
+from api_testkit import sign_up
+
+pytestmark = pytest.mark.integration
+
+
+def test_healthz_and_readyz_report_each_dependency_with_latency(client, api_settings):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["status"] == "ready"
+    names = [d["name"] for d in body["dependencies"]]
+    assert names == [f"postgres:{n}" for n in api_settings.postgres.shard_names()] + ["redis"]
+    assert all(d["ok"] and d["latency_ms"] >= 0 for d in body["dependencies"])
+
+
+def test_metrics_expose_latency_histogram_and_pool_usage(client):
+    client.get("/healthz")
+    text = client.get("/metrics").text
+    assert (
+        'lakehouse_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/healthz",status="200"}' in text
+    )
+    for shard in range(3):
+        assert f'lakehouse_db_pool_connections{{shard="{shard}",state="max"}}' in text
+
+
+def test_request_id_is_echoed_or_made_and_appears_in_log_lines(client, caplog):
+    with caplog.at_level(logging.INFO, logger="api.access"):
+        given = client.get("/healthz", headers={"X-Request-ID": "req-1234567890"})
+        made = client.get("/v1/courses/not-a-uuid")
+    assert given.headers["x-request-id"] == "req-1234567890"
+    assert len(made.headers["x-request-id"]) == 32
+    assert made.json()["request_id"] == made.headers["x-request-id"]
+    ids = {getattr(r, "request_id", None) for r in caplog.records}
+    assert {"req-1234567890", made.headers["x-request-id"]} <= ids
+    evil = client.get("/healthz", headers={"X-Request-ID": "bad id\nwith newline"})
+    assert evil.headers["x-request-id"] != "bad id\nwith newline"
+
+
+def test_cors_preflight_follows_settings(make_client, api_settings):
+    from api_testkit import derive
+
+    cors = make_client(derive(api_settings, api={"cors_origins": ("https://app.example",)}))
+    allowed = cors.options(
+        "/v1/courses", headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+    )
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+    denied = cors.options(
+        "/v1/courses", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    )
+    assert "access-control-allow-origin" not in denied.headers
+    sign_up(cors)
