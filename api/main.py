@@ -67,6 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     for router in (auth.router, users.router, courses.router, documents.router, jobs.router):
         app.include_router(router)
+    app.include_router(documents.search_router)
     app.include_router(notifications.router)
     app.include_router(health.router)
 

@@ -132,3 +132,32 @@ class DependencyStatus(_Response):
 class Readiness(_Response):
     status: Literal["ready", "degraded", "unavailable"]
     dependencies: list[DependencyStatus]
+
+
+# ---- uploads and search -------------------------------------------------------------------------
+class UploadedDocument(_Response):
+    document_id: uuid.UUID
+    version: int
+    job_id: uuid.UUID | None = Field(description="The processing job; null when the bytes were already uploaded")
+    status: str
+    duplicate: bool = Field(description="True when the same bytes already exist in this course")
+    location: str = Field(description="Where to follow this upload: the job, or the existing document")
+
+
+class UploadAccepted(_Response):
+    jobs: list[UploadedDocument]
+
+
+class SearchHit(_Response):
+    chunk_id: str
+    document_id: uuid.UUID
+    version: int
+    page_start: int = Field(description="First page (1-based) the chunk's text comes from")
+    page_end: int = Field(description="Last page (1-based) the chunk's text comes from")
+    text: str
+    score: float = Field(description="Reciprocal-rank-fusion score of vector and full-text ranks")
+
+
+class SearchResults(_Response):
+    query: str
+    hits: list[SearchHit]

@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from api.auth import Principal, TokenService
 from api.cache import CacheAside, RedisDown, RedisGateway
@@ -34,6 +34,10 @@ from core.db import ShardedPostgres
 from core.ids import uuid7
 from core.jobs import JobReporter, JobState
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    from api.search import SearchService
+    from api.uploads import UploadService
 
 log = logging.getLogger("api.services")
 
@@ -280,6 +284,8 @@ class Services:
     courses: CourseService
     documents: DocumentService
     jobs: JobService
+    uploads: UploadService
+    search: SearchService
 
     @classmethod
     def build(cls, settings: Settings, metrics: Metrics) -> Services:
@@ -297,6 +303,20 @@ class Services:
             redis, metrics, per_user=settings.api.rate_limit_per_minute, per_ip=settings.api.rate_limit_ip_per_minute
         )
         courses = CourseService(CourseRepository(db), cache)
+        documents = DocumentService(DocumentRepository(db), courses, cache)
+        jobs = JobService(JobRepository(db), redis, courses)
+        from api.search import SearchService
+        from api.uploads import EventPublisher, UploadService
+        from lake.store import object_store
+
+        uploads = UploadService(
+            settings,
+            store=object_store(settings.object_store),
+            courses=courses,
+            documents=documents,
+            jobs=jobs,
+            publisher=EventPublisher(settings),
+        )
         return cls(
             settings=settings,
             metrics=metrics,
@@ -307,10 +327,13 @@ class Services:
             tokens=TokenService(settings.api, redis),
             users=UserService(UserRepository(db)),
             courses=courses,
-            documents=DocumentService(DocumentRepository(db), courses, cache),
-            jobs=JobService(JobRepository(db), redis, courses),
+            documents=documents,
+            jobs=jobs,
+            uploads=uploads,
+            search=SearchService(settings, courses),
         )
 
     def close(self) -> None:
+        self.uploads.publisher.close()
         self.redis.close()
         self.db.close()

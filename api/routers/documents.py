@@ -1,14 +1,16 @@
-"""Document metadata of a course (uploads are added by the ingestion service)."""
+"""Documents of a course: upload (202 Accepted + job), metadata, search."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, File, Query, Response, UploadFile
 
 from api.deps import PrincipalDep, ServicesDep
 from api.errors import problem_responses
-from api.schemas import Document, DocumentList
+from api.schemas import Document, DocumentList, SearchResults, UploadAccepted
+from api.uploads import IncomingFile
 
 router = APIRouter(
     prefix="/v1/courses/{course_id}/documents", tags=["documents"], responses=problem_responses(401, 404, 422, 429)
@@ -25,3 +27,46 @@ def list_documents(course_id: uuid.UUID, principal: PrincipalDep, services: Serv
 def get_document(course_id: uuid.UUID, document_id: uuid.UUID, principal: PrincipalDep, services: ServicesDep) -> dict:
     """One document's metadata (cached)."""
     return services.documents.get(course_id, document_id, principal)
+
+
+@router.post(
+    "",
+    response_model=UploadAccepted,
+    status_code=202,
+    responses=problem_responses(400, 413, 415, 503),
+)
+def upload_documents(
+    course_id: uuid.UUID,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    response: Response,
+    files: Annotated[list[UploadFile], File(description="One or more PDF files")],
+    replace: Annotated[bool, Query(description="Process identical bytes again as a new version")] = False,
+) -> dict:
+    """Upload PDFs: stored in the raw zone, deduplicated by SHA-256 within the course, queued for
+    indexing. Answers 202 with one job per new document (follow it at `location`, or over the
+    notifications WebSocket); identical bytes point to the existing document instead."""
+    incoming = [IncomingFile(filename=f.filename or "upload.pdf", stream=f.file) for f in files]
+    results = services.uploads.upload(course_id, principal, incoming, replace=replace)
+    first_job = next((r for r in results if r["job_id"]), None)
+    if first_job is not None:
+        response.headers["Location"] = first_job["location"]
+    return {"jobs": results}
+
+
+search_router = APIRouter(
+    prefix="/v1/courses/{course_id}/search", tags=["search"], responses=problem_responses(401, 404, 422, 429)
+)
+
+
+@search_router.get("", response_model=SearchResults)
+def search_course(
+    course_id: uuid.UUID,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    q: Annotated[str, Query(min_length=1, max_length=500, description="What to look for")],
+    k: Annotated[int, Query(ge=1, le=50, description="How many passages to return")] = 10,
+) -> dict:
+    """Hybrid search (vector + full text, fused by reciprocal rank) over the course's indexed
+    documents, with the page span of every passage."""
+    return {"query": q, "hits": services.search.search(course_id, principal, q, k)}
