@@ -30,6 +30,7 @@ from api.repositories import (
     UserRepository,
     jsonable,
 )
+from core.cache import document_key, document_list_key
 from core.db import ShardedPostgres
 from core.ids import uuid7
 from core.jobs import JobReporter, JobState
@@ -54,12 +55,6 @@ def course_list_key(user_id: str) -> str:
     return f"user:{user_id}:courses"
 
 
-def document_list_key(course_id: str) -> str:
-    return f"course:{course_id}:documents"
-
-
-def document_key(course_id: str, document_id: str) -> str:
-    return f"document:{course_id}:{document_id}"
 
 
 class UserService:
