@@ -170,9 +170,17 @@ def ingest(
 
 
 @app.command("demo")
-def demo() -> None:
-    """The platform end to end on local defaults (for now: the smoke of every part)."""
-    smoke()
+def demo(
+    pages: Annotated[int, typer.Option(min=10, help="Pages of the generated course PDF")] = 300,
+) -> None:
+    """The platform end to end on local defaults: upload a generated course PDF through the API,
+    index it with the streaming job, follow progress live, search with page numbers."""
+    from cli.demo import print_report, run_demo
+
+    report = run_demo(_settings(), console=console, pages=pages)
+    print_report(report, console)
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @db_app.command("migrate")
