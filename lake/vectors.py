@@ -1,16 +1,142 @@
-"""LanceDB behind a small interface: connect from Settings."""
+"""LanceDB behind a small interface: the ``chunks`` table, its keyed writes and its indexes.
+
+Writes are keyed on ``chunk_id`` (``merge_insert``), so a replayed batch rewrites the same rows
+instead of adding copies. Full-text search uses LanceDB's native FTS index on ``text``; the
+IVF_PQ vector index is built once the table is large enough to train it (below that a flat
+scan is exact and fast) and queried with ``refine_factor`` so recall stays high.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from core.settings import LanceDBSettings
 
 if TYPE_CHECKING:
     import lancedb
+    import pyarrow as pa
+
+DIMENSION = 384
+VECTOR_COLUMN = "vector"
+TEXT_COLUMN = "text"
+CHUNK_COLUMNS = (
+    "chunk_id",
+    "document_id",
+    "version",
+    "course_id",
+    "chunk_index",
+    "page_start",
+    "page_end",
+    "text",
+    "vector",
+)
 
 
 def connect(settings: LanceDBSettings) -> lancedb.DBConnection:
     import lancedb
 
     return lancedb.connect(settings.uri)
+
+
+def chunks_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            pa.field("chunk_id", pa.string(), nullable=False),
+            pa.field("document_id", pa.string(), nullable=False),
+            pa.field("version", pa.int32(), nullable=False),
+            pa.field("course_id", pa.string(), nullable=False),
+            pa.field("chunk_index", pa.int32(), nullable=False),
+            pa.field("page_start", pa.int32(), nullable=False),
+            pa.field("page_end", pa.int32(), nullable=False),
+            pa.field("text", pa.string(), nullable=False),
+            pa.field(VECTOR_COLUMN, pa.list_(pa.float32(), DIMENSION), nullable=False),
+        ]
+    )
+
+
+def open_chunks(db: lancedb.DBConnection, settings: LanceDBSettings, *, create: bool = True) -> lancedb.table.Table:
+    """The chunks table, created empty (with its FTS index) on first use."""
+    name = settings.chunks_table
+    try:
+        return db.open_table(name)
+    except (FileNotFoundError, ValueError):
+        if not create:
+            raise
+    table = db.create_table(name, schema=chunks_schema(), exist_ok=True)
+    ensure_fts_index(table)
+    return table
+
+
+def chunk_rows(rows: Iterable[dict[str, Any]]) -> pa.Table:
+    """Rows (dicts with CHUNK_COLUMNS) as an Arrow table of the chunks schema."""
+    import pyarrow as pa
+
+    return pa.Table.from_pylist(list(rows), schema=chunks_schema())
+
+
+def upsert_chunks(table: lancedb.table.Table, rows: pa.Table) -> None:
+    """Inserts new chunks and overwrites known ones, keyed on chunk_id (replay-safe)."""
+    if rows.num_rows == 0:
+        return
+    (table.merge_insert("chunk_id").when_matched_update_all().when_not_matched_insert_all().execute(rows))
+
+
+def delete_other_versions(table: lancedb.table.Table, document_id: str, keep_version: int) -> None:
+    """Removes every chunk of ``document_id`` whose version is not ``keep_version``."""
+    table.delete(f"document_id = {quote(document_id)} AND version <> {int(keep_version)}")
+
+
+def chunk_ids(table: lancedb.table.Table, *, document_id: str | None = None) -> list[str]:
+    """Every chunk id (optionally of one document), duplicates kept, for consistency checks."""
+    query = table.search().select(["chunk_id"]).limit(None)
+    if document_id is not None:
+        query = query.where(f"document_id = {quote(document_id)}")
+    return query.to_arrow().column("chunk_id").to_pylist()
+
+
+def _index_columns(table: lancedb.table.Table) -> dict[str, str]:
+    return {column: str(index.index_type) for index in table.list_indices() for column in index.columns}
+
+
+def ensure_fts_index(table: lancedb.table.Table) -> None:
+    """Native full-text index on ``text`` (rows added later are searched too, unindexed, until
+    ``optimize`` folds them in)."""
+    if TEXT_COLUMN not in _index_columns(table):
+        table.create_fts_index(TEXT_COLUMN, replace=True, with_position=False)
+
+
+def ensure_vector_index(table: lancedb.table.Table, settings: LanceDBSettings) -> bool:
+    """Builds the IVF_PQ index once the table has ``vector_index_min_rows`` rows; True if built now."""
+    if VECTOR_COLUMN in _index_columns(table):
+        return False
+    rows = table.count_rows()
+    if rows < settings.vector_index_min_rows:
+        return False
+    partitions = max(1, min(256, int(rows**0.5)))
+    table.create_index(
+        metric="cosine",
+        vector_column_name=VECTOR_COLUMN,
+        index_type="IVF_PQ",
+        num_partitions=partitions,
+        num_sub_vectors=DIMENSION // 8,
+    )
+    return True
+
+
+def maintain(table: lancedb.table.Table, settings: LanceDBSettings) -> dict[str, Any]:
+    """Maintenance: compacts small fragments, folds new rows into the indexes, prunes old
+    versions, and builds the vector index when the table has grown enough."""
+    from datetime import timedelta
+
+    built = ensure_vector_index(table, settings)
+    ensure_fts_index(table)
+    table.optimize(cleanup_older_than=timedelta(hours=1))
+    return {"rows": table.count_rows(), "vector_index_built": built, "indices": _index_columns(table)}
+
+
+def quote(value: str) -> str:
+    """A SQL string literal for LanceDB filters."""
+    return "'" + str(value).replace("'", "''") + "'"

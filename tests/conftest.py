@@ -29,3 +29,12 @@ def stack(settings: Settings):
 def run_id() -> str:
     """A unique suffix for the topics, tables and keys one test creates."""
     return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture(scope="session")
+def spark(settings: Settings, stack):
+    from spark_jobs.ingest_documents import spark_session
+
+    session = spark_session(settings)
+    yield session
+    session.stop()

@@ -9,11 +9,11 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from api_testkit import TEST_SHARDS
 from fastapi.testclient import TestClient
 
 from api.main import create_app
 from core.settings import Settings
+from tests.integration.api.api_testkit import TEST_SHARDS
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,9 @@
 import uuid
 
 import pytest
-from api_testkit import create_course, sign_up
 
 from core.ids import uuid7
+from tests.integration.api.api_testkit import create_course, sign_up
 
 pytestmark = pytest.mark.integration
 

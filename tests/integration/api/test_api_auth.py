@@ -4,7 +4,8 @@ import time
 
 import jwt
 import pytest
-from api_testkit import PASSWORD, sign_up
+
+from tests.integration.api.api_testkit import PASSWORD, sign_up
 
 pytestmark = pytest.mark.integration
 

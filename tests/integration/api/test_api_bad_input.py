@@ -1,7 +1,8 @@
 """Bad input is a clear 4xx in the error model and writes nothing."""
 
 import pytest
-from api_testkit import create_course, row_counts, sign_up
+
+from tests.integration.api.api_testkit import create_course, row_counts, sign_up
 
 pytestmark = pytest.mark.integration
 

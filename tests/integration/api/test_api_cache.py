@@ -5,12 +5,12 @@ import threading
 import time
 
 import pytest
-from api_testkit import create_course, derive, shard_conn, sign_up
 
 from api.cache import CacheAside, RedisGateway
 from api.metrics import Metrics
 from core.cache import redis_client
 from core.sharding import shard_for
+from tests.integration.api.api_testkit import create_course, derive, shard_conn, sign_up
 
 pytestmark = pytest.mark.integration
 

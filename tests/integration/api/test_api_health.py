@@ -3,7 +3,8 @@
 import logging
 
 import pytest
-from api_testkit import sign_up
+
+from tests.integration.api.api_testkit import sign_up
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +44,7 @@ def test_request_id_is_echoed_or_made_and_appears_in_log_lines(client, caplog):
 
 
 def test_cors_preflight_follows_settings(make_client, api_settings):
-    from api_testkit import derive
+    from tests.integration.api.api_testkit import derive
 
     cors = make_client(derive(api_settings, api={"cors_origins": ("https://app.example",)}))
     allowed = cors.options(

@@ -10,10 +10,10 @@ import textwrap
 import httpx
 import pytest
 import websockets
-from api_testkit import PASSWORD, LiveServer, shard_conn
 
 from core.settings import PROJECT_ROOT
 from core.sharding import shard_for
+from tests.integration.api.api_testkit import PASSWORD, LiveServer, shard_conn
 
 pytestmark = pytest.mark.integration
 

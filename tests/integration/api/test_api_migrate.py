@@ -4,9 +4,9 @@ import shutil
 
 import psycopg
 import pytest
-from api_testkit import derive
 
 from deploy.migrate import MIGRATIONS_DIR, MigrationError, create_databases, drop_databases, migrate
+from tests.integration.api.api_testkit import derive
 
 pytestmark = pytest.mark.integration
 

@@ -1,9 +1,9 @@
 """Token buckets in Redis: 429 with Retry-After once a bucket is empty."""
 
 import pytest
-from api_testkit import derive, sign_up
 
 from core.cache import redis_client
+from tests.integration.api.api_testkit import derive, sign_up
 
 pytestmark = pytest.mark.integration
 

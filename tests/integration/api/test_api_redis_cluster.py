@@ -3,11 +3,11 @@
 import json
 
 import pytest
-from api_testkit import create_course, derive, shard_conn, sign_up
 
 from core.cache import redis_client
 from core.sharding import shard_for
 from deploy.stack import Stack
+from tests.integration.api.api_testkit import create_course, derive, shard_conn, sign_up
 
 pytestmark = pytest.mark.integration
 

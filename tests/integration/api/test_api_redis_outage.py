@@ -3,9 +3,9 @@
 import logging
 
 import pytest
-from api_testkit import create_course, derive, free_port, sign_up
 
 from deploy.stack import Stack
+from tests.integration.api.api_testkit import create_course, derive, free_port, sign_up
 
 pytestmark = pytest.mark.integration
 

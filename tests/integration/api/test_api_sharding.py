@@ -1,9 +1,9 @@
 """Rows land on the shard their key hashes to: checked by querying every shard directly."""
 
 import pytest
-from api_testkit import create_course, shard_conn, sign_up
 
 from core.sharding import shard_for
+from tests.integration.api.api_testkit import create_course, shard_conn, sign_up
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,153 @@
+"""Delta tables of the ingestion pipeline: paths, schemas (module constants) and keyed writes.
+
+Spark (delta-spark) is the one writing engine of these tables. Every write is keyed:
+
+- ``bronze/document_events``: appended with Delta's idempotent-write options
+  (``txnAppId`` = the stream, ``txnVersion`` = the micro-batch id), so a replayed micro-batch
+  is skipped by Delta itself; rows also carry their Kafka (topic, partition, offset).
+- ``silver/pages`` and ``silver/chunks``: rows are immutable for a (document, version), so
+  an insert-only MERGE on the stable id (uuid5 of document, version, index) leaves a replay
+  with nothing to do.
+- ``silver/documents``: one row per (document_id, version), MERGEd: updated only when its
+  status or currency changed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.settings import LakeSettings, Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+BRONZE_DOCUMENT_EVENTS = "bronze/document_events"
+SILVER_DOCUMENTS = "silver/documents"
+SILVER_PAGES = "silver/pages"
+SILVER_CHUNKS = "silver/chunks"
+
+BRONZE_DOCUMENT_EVENTS_SCHEMA = (
+    "topic STRING, partition INT, offset BIGINT, key STRING, value STRING, kafka_timestamp TIMESTAMP, batch_id BIGINT"
+)
+SILVER_DOCUMENTS_SCHEMA = (
+    "document_id STRING, version INT, course_id STRING, job_id STRING, uploaded_by STRING, filename STRING, "
+    "object_uri STRING, sha256 STRING, size_bytes BIGINT, uploaded_at TIMESTAMP, replaces_version INT, "
+    "status STRING, reason STRING, pages INT, chunks INT, is_current BOOLEAN, "
+    "source_topic STRING, source_partition INT, source_offset BIGINT"
+)
+SILVER_PAGES_SCHEMA = (
+    "page_id STRING, document_id STRING, version INT, course_id STRING, page_number INT, text STRING, char_count INT"
+)
+SILVER_CHUNKS_SCHEMA = (
+    "chunk_id STRING, document_id STRING, version INT, course_id STRING, chunk_index INT, page_start INT, "
+    "page_end INT, char_start INT, text STRING, embedding ARRAY<FLOAT>"
+)
+
+TABLE_SCHEMAS = {
+    BRONZE_DOCUMENT_EVENTS: BRONZE_DOCUMENT_EVENTS_SCHEMA,
+    SILVER_DOCUMENTS: SILVER_DOCUMENTS_SCHEMA,
+    SILVER_PAGES: SILVER_PAGES_SCHEMA,
+    SILVER_CHUNKS: SILVER_CHUNKS_SCHEMA,
+}
+SILVER_TABLES = (SILVER_DOCUMENTS, SILVER_PAGES, SILVER_CHUNKS)
+
+
+def table_path(settings: LakeSettings, name: str) -> str:
+    """Absolute location of a table: ``s3a://…/name`` or a local absolute path."""
+    root = settings.root.rstrip("/")
+    if "://" in root:
+        return f"{root}/{name}"
+    return str(Path(root).resolve() / name)
+
+
+def ensure_tables(spark: SparkSession, settings: LakeSettings, *, change_data_feed: bool = True) -> None:
+    """Creates the bronze and silver tables that do not exist yet (idempotent)."""
+    from delta.tables import DeltaTable
+    from pyspark.sql.types import StructType
+
+    for name, ddl in TABLE_SCHEMAS.items():
+        builder = DeltaTable.createIfNotExists(spark).location(table_path(settings, name))
+        schema = StructType.fromDDL(ddl)
+        assert isinstance(schema, StructType)
+        builder = builder.addColumns(schema)
+        if change_data_feed and name in SILVER_TABLES:
+            builder = builder.property("delta.enableChangeDataFeed", "true")
+        builder.execute()
+
+
+def append_bronze(frame: DataFrame, settings: LakeSettings, *, app_id: str, batch_id: int) -> None:
+    """Appends a micro-batch of raw events once: Delta skips a (txnAppId, txnVersion) it has seen."""
+    (
+        frame.write.format("delta")
+        .mode("append")
+        .option("txnAppId", app_id)
+        .option("txnVersion", batch_id)
+        .save(table_path(settings, BRONZE_DOCUMENT_EVENTS))
+    )
+
+
+def insert_new(spark: SparkSession, settings: LakeSettings, name: str, frame: DataFrame, key: str) -> None:
+    """Insert-only MERGE on ``key``: rows already present are left as they are."""
+    from delta.tables import DeltaTable
+
+    target = DeltaTable.forPath(spark, table_path(settings, name))
+    (target.alias("t").merge(frame.alias("s"), f"t.{key} = s.{key}").whenNotMatchedInsertAll().execute())
+
+
+def merge_documents(spark: SparkSession, settings: LakeSettings, frame: DataFrame) -> None:
+    """Upserts document rows on (document_id, version); unchanged rows are not rewritten."""
+    from delta.tables import DeltaTable
+
+    target = DeltaTable.forPath(spark, table_path(settings, SILVER_DOCUMENTS))
+    changed = (
+        "NOT (t.status <=> s.status) OR NOT (t.is_current <=> s.is_current) OR NOT (t.reason <=> s.reason) "
+        "OR NOT (t.chunks <=> s.chunks)"
+    )
+    (
+        target.alias("t")
+        .merge(frame.alias("s"), "t.document_id = s.document_id AND t.version = s.version")
+        .whenMatchedUpdateAll(condition=changed)
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+
+def supersede_versions(spark: SparkSession, settings: LakeSettings, document_id: str, current_version: int) -> None:
+    """Marks every other version of a document as no longer current."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    target = DeltaTable.forPath(spark, table_path(settings, SILVER_DOCUMENTS))
+    target.update(
+        condition=(F.col("document_id") == document_id) & (F.col("version") != current_version) & F.col("is_current"),
+        set={"is_current": F.lit(False)},
+    )
+
+
+def read_final_documents(settings: Settings, document_ids: list[str]) -> list[dict]:
+    """Rows of ``silver/documents`` in a final state (indexed / failed) for these documents.
+
+    Read with delta-rs: a point lookup per micro-batch without a Spark job."""
+    import pyarrow.compute as pc
+    from deltalake import DeltaTable
+
+    if not document_ids:
+        return []
+    path = table_path(settings.lake, SILVER_DOCUMENTS)
+    options = None
+    if path.startswith("s3a://"):
+        store = settings.object_store
+        path = "s3://" + path.removeprefix("s3a://")
+        options = {
+            "AWS_ENDPOINT_URL": store.endpoint,
+            "AWS_ACCESS_KEY_ID": store.access_key,
+            "AWS_SECRET_ACCESS_KEY": store.secret_key.get_secret_value(),
+            "AWS_REGION": store.region,
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_S3_ALLOW_UNSAFE_RENAME": "true",
+        }
+    dataset = DeltaTable(path, storage_options=options).to_pyarrow_dataset()
+    columns = ["document_id", "version", "status", "reason", "pages", "chunks"]
+    wanted = pc.field("document_id").isin(document_ids) & pc.field("status").isin(["indexed", "failed"])
+    return dataset.to_table(columns=columns, filter=wanted).to_pylist()

@@ -1,0 +1,154 @@
+"""Uploads through the API against the real shards, Redis, Kafka and the object store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from core.events import TOPIC_DOCUMENTS_UPLOADED, DocumentUploaded
+from core.sharding import shard_for
+from lake.samples import not_a_pdf, short_pdf
+from streaming.kafka import json_consumer
+from tests.integration.api.api_testkit import create_course, derive, row_counts, shard_conn, sign_up
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def upload_settings(api_settings, tmp_path_factory):
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    return derive(
+        api_settings,
+        kafka={"topic_prefix": prefix},
+        object_store={"local_root": tmp_path_factory.mktemp("objects")},
+    )
+
+
+@pytest.fixture(scope="module")
+def upload_client(upload_settings):
+    with TestClient(create_app(upload_settings)) as client:
+        yield client
+
+
+def uploaded_events(settings, expected: int) -> list[DocumentUploaded]:
+    consumer = json_consumer(
+        settings.kafka, settings.kafka.topic(TOPIC_DOCUMENTS_UPLOADED), group_id=None, consumer_timeout_ms=4000
+    )
+    events = [DocumentUploaded.model_validate(message.value) for message in consumer]
+    consumer.close()
+    assert len(events) >= expected
+    return events
+
+
+def upload(client, account, course_id, *files, replace=False):
+    return client.post(
+        f"/v1/courses/{course_id}/documents",
+        params={"replace": str(replace).lower()},
+        files=[("files", (name, data, "application/pdf")) for name, data in files],
+        headers=account.headers,
+    )
+
+
+def test_upload_answers_202_stores_records_and_queues(upload_client, upload_settings):
+    owner = sign_up(upload_client, role="instructor")
+    course = create_course(upload_client, owner)
+    pdf = short_pdf("Eigenvalues of a symmetric matrix are real.", pages=2)
+
+    response = upload(upload_client, owner, course["id"], ("notes.pdf", pdf))
+
+    assert response.status_code == 202, response.text
+    [job] = response.json()["jobs"]
+    assert job["duplicate"] is False and job["version"] == 1
+    assert response.headers["Location"] == f"/v1/jobs/{job['job_id']}" == job["location"]
+    shard = shard_for(course["id"], upload_settings.postgres.shards)
+    with shard_conn(upload_settings, shard) as conn:
+        row = conn.execute(
+            "SELECT sha256, size_bytes, status, object_key FROM documents WHERE id = %s", (job["document_id"],)
+        ).fetchone()
+    assert row[0] == hashlib.sha256(pdf).hexdigest() and row[1] == len(pdf) and row[2] == "queued"
+    stored = upload_settings.object_store.local_root / row[3]
+    assert stored.read_bytes() == pdf
+    [event] = [e for e in uploaded_events(upload_settings, 1) if e.document_id == job["document_id"]]
+    assert event.sha256 == row[0] and event.job_id == job["job_id"] and event.object_uri == stored.as_uri()
+    status = upload_client.get(job["location"], headers=owner.headers)
+    assert status.status_code == 200 and status.json()["status"] == "queued"
+
+
+def test_same_bytes_twice_make_one_document_unless_replace(upload_client, upload_settings):
+    owner = sign_up(upload_client, role="instructor")
+    course = create_course(upload_client, owner)
+    pdf = short_pdf(f"Orthogonal projections {uuid.uuid4()}", pages=1)
+
+    first = upload(upload_client, owner, course["id"], ("a.pdf", pdf)).json()["jobs"][0]
+    again = upload(upload_client, owner, course["id"], ("a-copy.pdf", pdf))
+    assert again.status_code == 202
+    [dup] = again.json()["jobs"]
+    assert dup["duplicate"] is True and dup["document_id"] == first["document_id"] and dup["job_id"] is None
+
+    replaced = upload(upload_client, owner, course["id"], ("a.pdf", pdf), replace=True).json()["jobs"][0]
+    assert replaced["document_id"] == first["document_id"] and replaced["version"] == 2
+    events = [e for e in uploaded_events(upload_settings, 2) if e.document_id == first["document_id"]]
+    assert sorted((e.version, e.replaces_version) for e in events) == [(1, None), (2, 1)]
+
+
+def test_several_files_in_one_request_make_one_job_each(upload_client):
+    owner = sign_up(upload_client, role="instructor")
+    course = create_course(upload_client, owner)
+    files = [(f"part{i}.pdf", short_pdf(f"Chapter {i} {uuid.uuid4()}", pages=1)) for i in range(3)]
+    response = upload(upload_client, owner, course["id"], *files)
+    assert response.status_code == 202
+    jobs = response.json()["jobs"]
+    assert len({j["job_id"] for j in jobs}) == 3 and not any(j["duplicate"] for j in jobs)
+
+
+def test_non_pdf_is_refused_and_nothing_is_written(upload_client, upload_settings):
+    owner = sign_up(upload_client, role="instructor")
+    course = create_course(upload_client, owner)
+    before = row_counts(upload_settings)
+    objects_before = sorted(upload_settings.object_store.local_root.rglob("*"))
+
+    response = upload(upload_client, owner, course["id"], ("good.pdf", short_pdf("fine")), ("evil.pdf", not_a_pdf()))
+
+    assert response.status_code == 415
+    body = response.json()
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "evil.pdf" in body["detail"] and "%PDF-" in body["detail"]
+    assert row_counts(upload_settings) == before
+    assert sorted(upload_settings.object_store.local_root.rglob("*")) == objects_before
+
+
+def test_upload_to_someone_elses_course_is_404(upload_client):
+    owner = sign_up(upload_client, role="instructor")
+    course = create_course(upload_client, owner)
+    stranger = sign_up(upload_client)
+    response = upload(upload_client, stranger, course["id"], ("x.pdf", short_pdf("secret")))
+    assert response.status_code == 404
+
+
+def test_upload_without_files_is_a_clear_422(upload_client):
+    owner = sign_up(upload_client, role="instructor")
+    course = create_course(upload_client, owner)
+    response = upload_client.post(f"/v1/courses/{course['id']}/documents", headers=owner.headers, data={"x": "1"})
+    assert response.status_code == 422
+    assert any("files" in json.dumps(error["loc"]) for error in response.json()["errors"])
+
+
+def test_kafka_down_fails_the_job_with_a_reason_and_answers_503(api_settings, tmp_path):
+    broken = derive(
+        api_settings,
+        kafka={"bootstrap_servers": "127.0.0.1:1", "topic_prefix": "never."},
+        object_store={"local_root": tmp_path},
+    )
+    with TestClient(create_app(broken)) as client:
+        owner = sign_up(client, role="instructor")
+        course = create_course(client, owner)
+        response = upload(client, owner, course["id"], ("a.pdf", short_pdf("queued never")))
+        assert response.status_code == 503
+        listed = client.get(f"/v1/courses/{course['id']}/documents", headers=owner.headers).json()["items"]
+        assert [d["status"] for d in listed] == ["failed"]
+        assert "could not queue" in listed[0]["error"]

@@ -1,0 +1,119 @@
+"""Helpers for the ingestion stream's tests: isolated settings (own topics, lake, LanceDB,
+checkpoints, object store), uploads straight to Kafka, readers of what the job wrote."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from core.events import TOPIC_DOCUMENTS_UPLOADED, DocumentUploaded
+from core.settings import (
+    KafkaSettings,
+    LakeSettings,
+    LanceDBSettings,
+    ObjectStoreSettings,
+    Settings,
+)
+
+
+def isolated_settings(root: Path, run_id: str, **sections) -> Settings:
+    return Settings(
+        environment="test",
+        kafka=KafkaSettings(topic_prefix=f"t{run_id}."),
+        lake=LakeSettings(root=str(root / "lake"), checkpoint_root=str(root / "checkpoints")),
+        lancedb=LanceDBSettings(uri=str(root / "lancedb")),
+        object_store=ObjectStoreSettings(local_root=root / "objects"),
+        **sections,
+    )
+
+
+def isolated_env(settings: Settings) -> dict[str, str]:
+    """The same isolation as environment variables, for a job run as a subprocess."""
+    return {
+        "LAKEHOUSE_ENVIRONMENT": "test",
+        "LAKEHOUSE_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
+        "LAKEHOUSE_LAKE__ROOT": settings.lake.root,
+        "LAKEHOUSE_LAKE__CHECKPOINT_ROOT": settings.lake.checkpoint_root,
+        "LAKEHOUSE_LANCEDB__URI": settings.lancedb.uri,
+        "LAKEHOUSE_OBJECT_STORE__LOCAL_ROOT": str(settings.object_store.local_root),
+    }
+
+
+def upload(
+    settings: Settings,
+    producer,
+    data: bytes,
+    *,
+    course_id: str,
+    filename: str,
+    document_id: str | None = None,
+    version: int = 1,
+    replaces_version: int | None = None,
+) -> DocumentUploaded:
+    """What the API does: the raw bytes to the object store, then `document.uploaded`."""
+    from lake.store import object_store
+
+    document_id = document_id or str(uuid.uuid4())
+    store = object_store(settings.object_store)
+    key = f"raw/uploads/{course_id}/{document_id}/v{version}.pdf"
+    store.put_stream(key, io.BytesIO(data))
+    event = DocumentUploaded(
+        event_id=str(uuid.uuid4()),
+        occurred_at=datetime.now(UTC),
+        document_id=document_id,
+        course_id=course_id,
+        version=version,
+        job_id=str(uuid.uuid4()),
+        uploaded_by="student-1",
+        object_uri=store.uri(key),
+        filename=filename,
+        size_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        replaces_version=replaces_version,
+    )
+    publish(settings, producer, event.model_dump(mode="json"), key=document_id)
+    return event
+
+
+def publish(settings: Settings, producer, value, *, key: str | None) -> None:
+    producer.send(settings.kafka.topic(TOPIC_DOCUMENTS_UPLOADED), key=key, value=value).get(timeout=10)
+
+
+def publish_raw(settings: Settings, data: bytes) -> None:
+    """A message that is not JSON at all (a buggy producer)."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.servers, acks="all")
+    try:
+        producer.send(settings.kafka.topic(TOPIC_DOCUMENTS_UPLOADED), value=data).get(timeout=10)
+    finally:
+        producer.close()
+
+
+def consume_all(settings: Settings, topic: str, *, timeout_ms: int = 4000) -> list[dict]:
+    from streaming.kafka import json_consumer
+
+    consumer = json_consumer(settings.kafka, settings.kafka.topic(topic), group_id=None, consumer_timeout_ms=timeout_ms)
+    try:
+        return [message.value for message in consumer]
+    finally:
+        consumer.close()
+
+
+def delta_rows(settings: Settings, name: str) -> list[dict]:
+    """A silver/bronze table read with delta-rs (an independent reader of Spark's writes)."""
+    from deltalake import DeltaTable
+
+    from lake.tables import table_path
+
+    return DeltaTable(table_path(settings.lake, name)).to_pyarrow_table().to_pylist()
+
+
+def lance_rows(settings: Settings) -> list[dict]:
+    from lake.vectors import connect, open_chunks
+
+    table = open_chunks(connect(settings.lancedb), settings.lancedb)
+    return table.to_arrow().select(["chunk_id", "document_id", "version", "course_id"]).to_pylist()

@@ -1,0 +1,54 @@
+"""The real bundled model, on a handful of sentences."""
+
+import numpy as np
+import pytest
+
+from core.settings import EmbeddingSettings
+from lake.embedding import DIMENSION, get_embedder, loaded_embedders
+
+SENTENCES = [
+    "Delta Lake keeps a transaction log next to the Parquet files.",
+    "Kafka partitions are ordered logs of records.",
+    "The quiz asks about exactly-once stream processing.",
+    "Students upload course PDFs and search them by meaning.",
+    "A narwhal is a whale with a long tusk.",
+]
+
+
+@pytest.fixture(scope="module")
+def fp32():
+    return get_embedder(EmbeddingSettings(precision="fp32")).encode(SENTENCES)
+
+
+def test_encode_returns_unit_384_d_float32_vectors(fp32):
+    assert fp32.shape == (len(SENTENCES), DIMENSION) and fp32.dtype == np.float32
+    assert np.allclose(np.linalg.norm(fp32, axis=1), 1.0, atol=1e-5)
+
+
+def test_encode_puts_related_sentences_closer(fp32):
+    query = get_embedder(EmbeddingSettings(precision="fp32")).encode(["How are Kafka topics split into ordered logs?"])[
+        0
+    ]
+    assert int(np.argmax(fp32 @ query)) == 1
+
+
+@pytest.mark.parametrize("precision", ["int8", "bf16"])
+def test_encode_at_lower_precision_stays_close_to_fp32(fp32, precision):
+    embedder = get_embedder(EmbeddingSettings(precision=precision))
+    assert embedder.precision == precision  # no silent fallback to fp32
+    vectors = embedder.encode(SENTENCES)
+    cosine = np.sum(vectors * fp32, axis=1)
+    assert vectors.shape == fp32.shape
+    assert cosine.mean() >= 0.99, cosine
+
+
+def test_get_embedder_loads_the_model_once_per_process():
+    settings = EmbeddingSettings(precision="int8")
+    first = get_embedder(settings)
+    count = loaded_embedders()
+    assert get_embedder(EmbeddingSettings(precision="int8")) is first
+    assert loaded_embedders() == count
+
+
+def test_encode_of_nothing_is_an_empty_matrix():
+    assert get_embedder(EmbeddingSettings(precision="int8")).encode([]).shape == (0, DIMENSION)

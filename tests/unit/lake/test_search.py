@@ -1,0 +1,110 @@
+"""LanceDB chunks table and hybrid search on an embedded (local directory) LanceDB."""
+
+import numpy as np
+import pytest
+
+from core.settings import LanceDBSettings
+from lake import vectors
+from lake.search import hybrid_search
+
+
+class _FixedEmbedder:
+    """Maps a query to a chosen vector, so the vector side is under the test's control."""
+
+    def __init__(self, vector: np.ndarray) -> None:
+        self.vector = vector
+
+    def encode(self, texts):
+        return np.stack([self.vector for _ in texts])
+
+
+def _rows(document_id, version, count, *, course_id="c1", rng, topic="filler"):
+    out = []
+    for i in range(count):
+        v = rng.normal(size=vectors.DIMENSION).astype("float32")
+        out.append(
+            {
+                "chunk_id": f"{document_id}:{version}:{i}",
+                "document_id": document_id,
+                "version": version,
+                "course_id": course_id,
+                "chunk_index": i,
+                "page_start": i + 1,
+                "page_end": i + 1,
+                "text": f"chunk {i} about {topic} number{i}",
+                "vector": v / np.linalg.norm(v),
+            }
+        )
+    return out
+
+
+@pytest.fixture
+def lance(tmp_path):
+    settings = LanceDBSettings(uri=str(tmp_path / "lancedb"), vector_index_min_rows=300)
+    db = vectors.connect(settings)
+    return settings, db, vectors.open_chunks(db, settings)
+
+
+def test_upsert_chunks_twice_keeps_one_row_per_chunk_id(lance):
+    _, _, table = lance
+    rows = vectors.chunk_rows(_rows("d1", 1, 20, rng=np.random.default_rng(1)))
+    vectors.upsert_chunks(table, rows)
+    vectors.upsert_chunks(table, rows)
+    ids = vectors.chunk_ids(table)
+    assert len(ids) == len(set(ids)) == 20
+
+
+def test_delete_other_versions_keeps_only_the_current_version(lance):
+    _, _, table = lance
+    rng = np.random.default_rng(2)
+    vectors.upsert_chunks(table, vectors.chunk_rows(_rows("d1", 1, 5, rng=rng) + _rows("d2", 1, 3, rng=rng)))
+    vectors.upsert_chunks(table, vectors.chunk_rows(_rows("d1", 2, 4, rng=rng)))
+    vectors.delete_other_versions(table, "d1", 2)
+    assert sorted(vectors.chunk_ids(table, document_id="d1")) == [f"d1:2:{i}" for i in range(4)]
+    assert len(vectors.chunk_ids(table, document_id="d2")) == 3
+
+
+def test_hybrid_search_fuses_vector_and_text_hits_within_the_course(lance):
+    settings, db, table = lance
+    rng = np.random.default_rng(3)
+    rows = _rows("d1", 1, 50, rng=rng) + _rows("other", 1, 50, course_id="c2", rng=rng, topic="narwhal")
+    rows[7]["text"] = "the narwhal checkpoint remembers offsets"
+    vectors.upsert_chunks(table, vectors.chunk_rows(rows))
+    target = rows[12]["vector"]  # the vector side points at chunk 12, the text side at chunk 7
+    hits = hybrid_search(db, "c1", "narwhal checkpoint", 5, _FixedEmbedder(target), settings=settings)
+    assert {h.chunk_id for h in hits[:2]} == {"d1:1:7", "d1:1:12"}
+    assert all(h.course_id == "c1" for h in hits)
+    by_id = {h.chunk_id: h for h in hits}
+    assert by_id["d1:1:7"].text_rank == 1 and by_id["d1:1:12"].vector_rank == 1
+    assert hits == sorted(hits, key=lambda h: -h.score)
+
+
+def test_hybrid_search_with_a_vector_index_keeps_recall_with_refine(lance):
+    settings, db, table = lance
+    rng = np.random.default_rng(4)
+    rows = _rows("d1", 1, 600, rng=rng)
+    vectors.upsert_chunks(table, vectors.chunk_rows(rows))
+    assert vectors.ensure_vector_index(table, settings) is True
+    assert "vector" in {c for index in table.list_indices() for c in index.columns}
+    found = 0
+    for probe in range(0, 600, 30):
+        hits = hybrid_search(db, "c1", "zzzz", 1, _FixedEmbedder(rows[probe]["vector"]), settings=settings)
+        found += hits[0].chunk_id == rows[probe]["chunk_id"]
+    assert found >= 19  # of 20 exact-match probes
+
+
+def test_maintain_compacts_and_reports_indexes(lance):
+    settings, _, table = lance
+    rng = np.random.default_rng(5)
+    for batch in range(3):
+        vectors.upsert_chunks(table, vectors.chunk_rows(_rows(f"d{batch}", 1, 10, rng=rng)))
+    report = vectors.maintain(table, settings)
+    assert report["rows"] == 30 and report["indices"]["text"] == "FTS"
+
+
+def test_hybrid_search_on_a_missing_table_or_blank_query_is_empty(tmp_path):
+    settings = LanceDBSettings(uri=str(tmp_path / "none"))
+    db = vectors.connect(settings)
+    embedder = _FixedEmbedder(np.ones(vectors.DIMENSION, dtype="float32"))
+    assert hybrid_search(db, "c1", "anything", 5, embedder, settings=settings) == []
+    assert hybrid_search(db, "c1", "   ", 5, embedder, settings=settings) == []
