@@ -140,14 +140,12 @@ def run_demo(settings: Settings, *, console: Console, pages: int = DEMO_PAGES) -
         book_holder["book"] = book
         return f"{pdf_path.name}: {pages} pages, {len(book.pdf) / 1e6:.1f} MB"
 
-    if not step("generate a course PDF", make_pdf):
-        return report
-
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     api_log, job_log = state / "logs" / "demo-api.log", state / "logs" / "demo-ingest.log"
     api_argv = [sys.executable, "-m", "cli", "api", "--port", str(port)]
     job_argv = [sys.executable, "-m", "spark_jobs.ingest_documents", "--trigger-seconds", "1"]
+    log_offset = len(job_log.read_text(errors="replace")) if job_log.exists() else 0
     with _process(job_argv, log_path=job_log, env=env) as job, _process(api_argv, log_path=api_log, env=env) as api:
 
         def wait_api() -> str:
@@ -164,6 +162,22 @@ def run_demo(settings: Settings, *, console: Console, pages: int = DEMO_PAGES) -
             raise TimeoutError(f"the API did not become ready in 60 s:\n{_tail(api_log)}")
 
         if not step("start the course service", wait_api):
+            return report
+        # The PDF is made while the ingestion job's JVM and model start up.
+        if not step("generate a course PDF", make_pdf):
+            return report
+
+        def wait_job() -> str:
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                if job.poll() is not None:
+                    raise RuntimeError(f"the ingestion job exited with {job.returncode}:\n{_tail(job_log)}")
+                if "stream started" in job_log.read_text(errors="replace")[log_offset:]:
+                    return f"Spark Structured Streaming on Kafka (logs: {job_log})"
+                time.sleep(0.5)
+            raise TimeoutError(f"the ingestion stream did not start in 180 s:\n{_tail(job_log)}")
+
+        if not step("start the streaming ingestion job", wait_job):
             return report
         client = httpx.Client(base_url=base, timeout=httpx.Timeout(30.0, write=120.0))
         session: dict = {}
@@ -251,13 +265,15 @@ def run_demo(settings: Settings, *, console: Console, pages: int = DEMO_PAGES) -
                 table.add_column(column)
             found = 0
             for page, phrase in list(book.phrases.items())[:3]:
-                query = " ".join(phrase.split()[1:6])
+                query = phrase.rstrip(".")
                 hits = client.get(f"/v1/courses/{session['course']}/search", params={"q": query, "k": 3}).json()["hits"]
                 for rank, hit in enumerate(hits, start=1):
                     span = f"{hit['page_start']}" + (
                         f"-{hit['page_end']}" if hit["page_end"] != hit["page_start"] else ""
                     )
-                    table.add_row(query if rank == 1 else "", str(rank), span, f"{hit['score']:.4f}", hit["text"][:70])
+                    table.add_row(
+                        query if rank == 1 else "", str(rank), span, f"{hit['score']:.4f}", _snippet(hit["text"], query)
+                    )
                 if hits and hits[0]["page_start"] <= page <= hits[0]["page_end"]:
                     found += 1
             console.print(table)
@@ -268,6 +284,13 @@ def run_demo(settings: Settings, *, console: Console, pages: int = DEMO_PAGES) -
         step("search with page citations", search)
         client.close()
     return report
+
+
+def _snippet(text: str, query: str, width: int = 70) -> str:
+    """The part of a passage around the query's words (its start when they are not in it)."""
+    at = text.lower().find(" ".join(query.lower().split()[:2]))
+    start = max(0, at - 10) if at >= 0 else 0
+    return " ".join(text[start : start + width].split())
 
 
 def print_report(report: DemoReport, console: Console) -> None:

@@ -871,10 +871,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     settings = Settings()
     spark = spark_session(settings)
-    # Redis job status + Kafka outcome events first (what the student sees), then the durable
-    # document/job rows on the course's PostgreSQL shard.
+    # The durable document/job rows on the course's PostgreSQL shard first, then Redis job status
+    # and Kafka outcome events: whoever is notified reads a document row that is already final.
     live, durable = RedisKafkaStatusSink(settings), PostgresStatusSink(settings)
-    sink: DocumentStatusSink = FanOutSink(live, durable)
+    sink: DocumentStatusSink = FanOutSink(durable, live)
     try:
         if args.available_now:
             stats = run_available_now(settings, spark=spark, sink=sink)
@@ -883,6 +883,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         prepare(spark, settings)
         query, _ = start_stream(spark, settings, sink, available_now=False, trigger_seconds=args.trigger_seconds)
+        log.info("%s: stream started, reading %s", JOB_NAME, settings.kafka.topic(TOPIC_DOCUMENTS_UPLOADED))
         query.awaitTermination()
         return 0 if query.exception() is None else 1
     finally:

@@ -64,7 +64,7 @@ def flow(api_settings, spark, tmp_path_factory):
         }
         live, durable = RedisKafkaStatusSink(settings), PostgresStatusSink(settings)
         try:
-            run_available_now(settings, spark=spark, sink=FanOutSink(live, durable))
+            run_available_now(settings, spark=spark, sink=FanOutSink(durable, live))
         finally:
             live.close()
             durable.close()
