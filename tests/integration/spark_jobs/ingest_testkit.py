@@ -9,25 +9,23 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from core.events import TOPIC_DOCUMENTS_UPLOADED, DocumentUploaded
-from core.settings import (
-    KafkaSettings,
-    LakeSettings,
-    LanceDBSettings,
-    ObjectStoreSettings,
-    Settings,
-)
+from core.settings import Settings
 
 
 def isolated_settings(root: Path, run_id: str, **sections) -> Settings:
-    return Settings(
-        environment="test",
-        kafka=KafkaSettings(topic_prefix=f"t{run_id}."),
-        lake=LakeSettings(root=str(root / "lake"), checkpoint_root=str(root / "checkpoints")),
-        lancedb=LanceDBSettings(uri=str(root / "lancedb")),
-        object_store=ObjectStoreSettings(local_root=root / "objects"),
-        **sections,
-    )
+    """The environment's settings (ports and all) with this test's own topics, lake, LanceDB,
+    checkpoints and object store; ``sections`` replace fields of other sections."""
+    data = Settings(environment="test").model_dump()
+    data["kafka"]["topic_prefix"] = f"t{run_id}."
+    data["lake"].update(root=str(root / "lake"), checkpoint_root=str(root / "checkpoints"))
+    data["lancedb"]["uri"] = str(root / "lancedb")
+    data["object_store"]["local_root"] = root / "objects"
+    for name, section in sections.items():
+        data[name].update(section.model_dump(exclude_unset=True) if isinstance(section, BaseModel) else section)
+    return Settings(**data)
 
 
 def isolated_env(settings: Settings) -> dict[str, str]:
