@@ -308,7 +308,12 @@ def main(argv: list[str] | None = None) -> int:
     precisions = bench_precisions(texts, settings, sample=args.precision_sample)
     eligible = [p for p in precisions if p["cosine"] >= 0.99]
     chosen = max(eligible, key=lambda p: p["chunks_per_s"])["precision"]
-    print(f"  -> fastest with mean cosine >= 0.99: {chosen} (setting default: {settings.embedding.precision})")
+    from lake.embedding import resolve_precision
+
+    print(
+        f"  -> fastest with mean cosine >= 0.99: {chosen} (setting: {settings.embedding.precision} -> "
+        f"{resolve_precision(settings.embedding.precision)} on this CPU)"
+    )
 
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         root = Path(tmp)

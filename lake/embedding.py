@@ -39,6 +39,28 @@ MAX_TOKENS = 256
 Precision = Literal["fp32", "bf16", "int8"]
 
 _CACHE: dict[tuple, Embedder] = {}
+# bf16 matrix units: with them bf16 autocast is the fastest precision, without them it is emulated.
+_BF16_FLAGS = {"amx_bf16", "avx512_bf16"}
+
+
+def cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def resolve_precision(requested: str, flags: set[str] | None = None) -> Precision:
+    """``auto`` becomes bf16 on a CPU with bf16 matrix support and int8 elsewhere."""
+    if requested != "auto":
+        return requested  # type: ignore[return-value]
+    return "bf16" if _BF16_FLAGS & (cpu_flags() if flags is None else flags) else "int8"
+
+
 _LOCK = threading.Lock()
 
 
@@ -55,7 +77,7 @@ class Embedder:
 
     def __init__(self, settings: EmbeddingSettings, *, threads: int | None = None) -> None:
         self.settings = settings
-        self.precision: Precision = settings.precision
+        self.precision: Precision = resolve_precision(settings.precision)
         self.threads = threads or settings.threads
         self.batch_size = settings.batch_size
         self._model: Any = None
@@ -193,7 +215,12 @@ def ensure_onnx_int8(settings: EmbeddingSettings) -> Path:
 
 def get_embedder(settings: EmbeddingSettings, *, threads: int | None = None) -> Embedder:
     """The process-wide Embedder for these settings (loaded on first call only)."""
-    key = (settings.model_package, settings.precision, settings.batch_size, threads or settings.threads)
+    key = (
+        settings.model_package,
+        resolve_precision(settings.precision),
+        settings.batch_size,
+        threads or settings.threads,
+    )
     with _LOCK:
         embedder = _CACHE.get(key)
         if embedder is None:

@@ -806,9 +806,9 @@ def prepare(spark: SparkSession, settings: Settings) -> None:
         [settings.kafka.topic(t) for t in (TOPIC_DOCUMENTS_UPLOADED, TOPIC_DOCUMENTS_INDEXED, TOPIC_DOCUMENTS_FAILED)],
     )
     tables.ensure_tables(spark, settings.lake, change_data_feed=settings.ingest.change_data_feed)
-    if settings.embedding.precision == "int8":
-        from lake.embedding import ensure_onnx_int8
+    from lake.embedding import ensure_onnx_int8, resolve_precision
 
+    if resolve_precision(settings.embedding.precision) == "int8":
         ensure_onnx_int8(settings.embedding)  # export once here, not in two workers at once
 
 

@@ -52,3 +52,11 @@ def test_get_embedder_loads_the_model_once_per_process():
 
 def test_encode_of_nothing_is_an_empty_matrix():
     assert get_embedder(EmbeddingSettings(precision="int8")).encode([]).shape == (0, DIMENSION)
+
+
+def test_auto_precision_is_bf16_only_with_bf16_matrix_units():
+    from lake.embedding import resolve_precision
+
+    assert resolve_precision("auto", {"avx2", "amx_bf16", "amx_tile"}) == "bf16"
+    assert resolve_precision("auto", {"avx2", "fma"}) == "int8"
+    assert resolve_precision("fp32", {"amx_bf16"}) == "fp32"
