@@ -66,8 +66,9 @@ def ping(*, socket_dir: Path, port: int) -> None:
         conn.execute("SELECT 1")
 
 
-def create_role_and_databases(pg: PostgresSettings, *, socket_dir: Path) -> None:
-    """Creates the platform's role, one database per shard and Airflow's (idempotent)."""
+def create_role_and_databases(pg: PostgresSettings, *, socket_dir: Path, migrate: bool = False) -> None:
+    """Creates the platform's role, one database per shard and Airflow's (idempotent); with
+    ``migrate`` also brings every shard to the latest schema, so a fresh stack is usable."""
     with _superuser_conn(socket_dir, pg.port) as conn:
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (pg.user,)).fetchone()
         statement = (
@@ -82,3 +83,7 @@ def create_role_and_databases(pg: PostgresSettings, *, socket_dir: Path) -> None
                 conn.execute(
                     sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(pg.user))
                 )
+    if migrate:
+        from deploy.migrate import migrate as migrate_shards
+
+        migrate_shards(pg)

@@ -149,7 +149,7 @@ class Stack:
             stop_signal=signal.SIGINT,  # "fast" shutdown: roll back open transactions, exit
             prepare=lambda: pg_setup.init_cluster(bin_dir=bin_dir, data_dir=data, socket_dir=sockets),
             health=lambda: pg_setup.ping(socket_dir=sockets, port=pg.port),
-            after_start=lambda: pg_setup.create_role_and_databases(pg, socket_dir=sockets),
+            after_start=lambda: pg_setup.create_role_and_databases(pg, socket_dir=sockets, migrate=True),
         )
 
     def _redis(self, tools: Tools | None) -> Service:
@@ -403,9 +403,11 @@ class Stack:
         if self.running_pid(service.name) is not None:
             try:
                 service.health()
-                return False
             except Exception:  # noqa: BLE001 - an unhealthy leftover is restarted below
                 self.stop(service.name)
+            else:
+                service.after_start()  # idempotent set-up (databases, migrations, bucket) stays current
+                return False
         for port in service.ports:
             if port_in_use(port):
                 raise ServiceStartError(

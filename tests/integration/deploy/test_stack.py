@@ -66,3 +66,15 @@ def test_up_then_down_stops_exactly_the_started_process(tmp_path, stack):
     assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
     assert not port_in_use(port)
     assert stack.running_pid("redis") is not None  # the shared stack was not touched
+
+
+def test_stack_up_leaves_every_shard_at_the_latest_schema(settings, stack):
+    import psycopg
+
+    from deploy.migrate import migration_files
+
+    expected = {path.name for path in migration_files()}
+    for name in settings.postgres.shard_names():
+        with psycopg.connect(settings.postgres.dsn(name)) as conn:
+            applied = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
+        assert expected <= applied, name
