@@ -74,15 +74,15 @@ def stack_status() -> None:
 
 @stack_app.command("logs")
 def stack_logs(
-    service: Annotated[str, typer.Argument(help="postgres | redis | kafka | objectstore")],
+    service: Annotated[str, typer.Argument(help="postgres | redis | kafka | objectstore | redis-cluster")],
     lines: Annotated[int, typer.Option("--lines", "-n", min=1)] = 50,
 ) -> None:
     """The last lines of a service's log."""
     from deploy.stack import Stack
 
     stack = Stack(_settings())
-    if service not in {"postgres", "redis", "kafka", "objectstore"}:
-        err.print(f"[red]unknown service {service!r}[/red]: choose postgres, redis, kafka or objectstore")
+    if service not in {"postgres", "redis", "kafka", "objectstore", "redis-cluster"}:
+        err.print(f"[red]unknown service {service!r}[/red]: choose postgres, redis, kafka, objectstore, redis-cluster")
         raise typer.Exit(2)
     console.print(f"[dim]{stack.log_file(service)}[/dim]")
     console.print(stack.tail(service, lines), markup=False, highlight=False)

@@ -186,7 +186,10 @@ def ensure_tools(settings: Settings, report: Report) -> Tools:
         report("install", 0.0, "skipped (stack.install_missing=false)")
     else:
         ensure_debian_packages(
-            need_postgres="postgres" in services, need_redis="redis" in services, need_maven=True, report=report
+            need_postgres="postgres" in services,
+            need_redis=bool({"redis", "redis-cluster"} & services),
+            need_maven=True,
+            report=report,
         )
     java = shutil.which("java")
     if java is None:
