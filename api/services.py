@@ -55,8 +55,6 @@ def course_list_key(user_id: str) -> str:
     return f"user:{user_id}:courses"
 
 
-
-
 class UserService:
     def __init__(self, repo: UserRepository) -> None:
         self.repo = repo
