@@ -18,7 +18,7 @@ class IngestError(RuntimeError):
 @dataclass(frozen=True)
 class Uploaded:
     path: Path
-    job_id: str
+    job_id: str | None  # None when the bytes were already in the course
     document_id: str
     duplicate: bool
 
