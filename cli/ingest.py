@@ -85,7 +85,7 @@ def upload_all(
 
 def wait_for_jobs(client: httpx.Client, jobs: list[Uploaded], *, console: Console, timeout_s: float) -> dict[str, dict]:
     """Polls each job until it succeeds or fails, showing pages done across all of them."""
-    pending = {u.job_id: u for u in jobs}
+    pending = {u.job_id: u for u in jobs if u.job_id is not None}
     final: dict[str, dict] = {}
     deadline = time.monotonic() + timeout_s
     with Progress(
