@@ -460,7 +460,10 @@ class Stack:
         pid = self.running_pid(name)
         if pid is None:
             return False
-        sig = {"postgres": signal.SIGINT}.get(name, signal.SIGTERM)
+        # The service's own stop signal (PostgreSQL: SIGINT, its "fast" shutdown); a pid file of a
+        # service no longer in the settings gets SIGTERM.
+        signals = {service.name: service.stop_signal for service in self.services(None)}
+        sig = signals.get(name, signal.SIGTERM)
         try:
             os.killpg(pid, sig)
         except ProcessLookupError:
