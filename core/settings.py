@@ -47,7 +47,7 @@ class ObjectStoreSettings(_Section):
     local_root: Path = Field(STATE / "objects", description="Root folder in local mode")
     bucket: str = Field("lakehouse", description="Bucket in S3 mode")
     host: str = Field("127.0.0.1", description="Host of the local S3 server")
-    port: int = Field(59000, ge=1, le=65535, description="Port of the local S3 server")
+    port: int = Field(29000, ge=1, le=65535, description="Port of the local S3 server")
     endpoint_url: str | None = Field(None, description="S3 endpoint; defaults to the local S3 server")
     region: str = Field("us-east-1", description="S3 region")
     access_key: str = Field("lakehouse", description="S3 access key")
@@ -67,8 +67,8 @@ class LakeSettings(_Section):
 
 class KafkaSettings(_Section):
     host: str = Field("127.0.0.1", description="Broker host")
-    port: int = Field(59092, ge=1, le=65535, description="Broker client port")
-    controller_port: int = Field(59093, ge=1, le=65535, description="KRaft controller port (local broker)")
+    port: int = Field(29092, ge=1, le=65535, description="Broker client port")
+    controller_port: int = Field(29093, ge=1, le=65535, description="KRaft controller port (local broker)")
     heap: str = Field("384m", description="Broker JVM heap (local broker)")
     bootstrap_servers: str | None = Field(None, description="Overrides host:port for a remote cluster")
     topic_prefix: str = Field("", description="Prefix for every topic name (tests use a unique one)")
@@ -94,7 +94,7 @@ class SparkSettings(_Section):
 
 class PostgresSettings(_Section):
     host: str = Field("127.0.0.1", description="Server host")
-    port: int = Field(55432, ge=1, le=65535, description="Server port")
+    port: int = Field(25432, ge=1, le=65535, description="Server port")
     user: str = Field("lakehouse", description="Role used by the platform")
     password: SecretStr = Field(SecretStr("lakehouse-dev-password"), description="Password of that role")
     shards: int = Field(2, ge=1, le=64, description="Number of shard databases")
@@ -121,7 +121,7 @@ class PostgresSettings(_Section):
 
 class RedisSettings(_Section):
     host: str = Field("127.0.0.1", description="Server host")
-    port: int = Field(56379, ge=1, le=65535, description="Server port")
+    port: int = Field(26379, ge=1, le=65535, description="Server port")
     url: str | None = Field(None, description="Overrides host:port, e.g. `redis://host:6379/0`")
     cluster: bool = Field(False, description="Talk to a Redis Cluster instead of a single server")
     cache_ttl_s: int = Field(300, ge=1, description="TTL of cache-aside entries")
@@ -132,7 +132,7 @@ class RedisSettings(_Section):
     )
     lock_ttl_ms: int = Field(3000, ge=100, description="Single-flight lock lifetime of a cache miss")
     cluster_ports: tuple[int, ...] = Field(
-        (57001, 57002, 57003), description="Loopback ports of the optional `redis-cluster` stack service"
+        (27001, 27002, 27003), description="Loopback ports of the optional `redis-cluster` stack service"
     )
 
     @property
