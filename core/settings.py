@@ -63,6 +63,9 @@ class LakeSettings(_Section):
 
     root: str = Field(str(STATE / "lake"), description="Lake root: a local path or `s3a://bucket/prefix`")
     checkpoint_root: str = Field(str(STATE / "checkpoints"), description="Structured Streaming checkpoints")
+    vacuum_retention_hours: int = Field(
+        168, ge=168, description="VACUUM keeps files this long (Delta's safety floor: readers and CDF need them)"
+    )
 
 
 class KafkaSettings(_Section):
@@ -150,6 +153,9 @@ class LanceDBSettings(_Section):
     refine_factor: int = Field(10, ge=1, description="Re-rank refine_factor * k candidates on full vectors")
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant")
     candidates: int = Field(50, ge=1, description="Candidates taken from each of vector and full-text search")
+    keep_versions_hours: float = Field(
+        1.0, ge=0, description="Maintenance prunes LanceDB table versions older than this"
+    )
 
 
 class WarehouseSettings(_Section):
@@ -177,7 +183,7 @@ class EmbeddingSettings(_Section):
         "int8 = ONNX Runtime per-channel (fastest measured on AVX2-only CPUs, cosine >= 0.99 vs fp32); "
         "bf16 = torch autocast (emulated, ~7x slower than fp32, without AMX/AVX512-BF16); fp32 = reference",
     )
-    batch_size: int = Field(16, ge=1, description="Chunks per encode call")
+    batch_size: int = Field(8, ge=1, description="Chunks per inference call (small batches measured fastest on CPU)")
     threads: int = Field(2, ge=1, description="Intra-op threads when embedding on the driver")
     executor_threads: int = Field(1, ge=1, description="Intra-op threads per Spark task when embedding on executors")
     placement: Literal["executors", "driver"] = Field(
@@ -191,7 +197,7 @@ class EmbeddingSettings(_Section):
 class IngestSettings(_Section):
     """The document ingestion stream (spark_jobs/ingest_documents.py)."""
 
-    chunk_size: int = Field(1000, ge=100, description="Characters per chunk (~180 MiniLM tokens)")
+    chunk_size: int = Field(1000, ge=100, description="Characters per chunk (~154 MiniLM tokens on English prose)")
     chunk_overlap: int = Field(100, ge=0, description="Characters shared by consecutive chunks")
     pages_per_task: int = Field(25, ge=1, description="Pages one Spark extraction task reads")
     chunks_per_task: int = Field(64, ge=1, description="Chunks one Spark embedding task encodes")

@@ -10,17 +10,27 @@ Spark (delta-spark) is the one writing engine of these tables. Every write is ke
   with nothing to do.
 - ``silver/documents``: one row per (document_id, version), MERGEd: updated only when its
   status or currency changed.
+
+Delta commits optimistically: a write that loses a race with another commit on the same files
+(maintenance's OPTIMIZE, a second job) fails with a ``Concurrent…Exception``. Because every
+write above is keyed, ``retry_on_conflict`` simply runs it again instead of failing the stream.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from core.settings import LakeSettings, Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 BRONZE_DOCUMENT_EVENTS = "bronze/document_events"
 SILVER_DOCUMENTS = "silver/documents"
@@ -87,29 +97,71 @@ def append_bronze(frame: DataFrame, settings: LakeSettings, *, app_id: str, batc
     )
 
 
+def _conflict_types() -> tuple[type[BaseException], ...]:
+    # delta-spark's Python conflict exceptions share no base class of their own.
+    from delta import exceptions
+
+    return tuple(
+        getattr(exceptions, name)
+        for name in (
+            "DeltaConcurrentModificationException", "ConcurrentWriteException", "MetadataChangedException",
+            "ConcurrentAppendException", "ConcurrentDeleteReadException", "ConcurrentDeleteDeleteException",
+            "ConcurrentTransactionException",
+        )
+    )  # fmt: skip
+
+
+def retry_on_conflict(write: Callable[[], T], *, what: str, attempts: int = 5, backoff_s: float = 0.2) -> T:
+    """Runs a keyed (idempotent) Delta write, again after a commit conflict, up to ``attempts``."""
+    conflicts = _conflict_types()
+    for attempt in range(1, attempts + 1):
+        try:
+            return write()
+        except conflicts as exc:
+            if attempt == attempts:
+                raise
+            log.warning("%s: Delta commit conflict (%s), retry %d of %d", what, type(exc).__name__, attempt,
+                        attempts - 1)  # fmt: skip
+            time.sleep(backoff_s * attempt)
+    raise AssertionError("unreachable")
+
+
 def insert_new(spark: SparkSession, settings: LakeSettings, name: str, frame: DataFrame, key: str) -> None:
     """Insert-only MERGE on ``key``: rows already present are left as they are."""
     from delta.tables import DeltaTable
 
-    target = DeltaTable.forPath(spark, table_path(settings, name))
-    (target.alias("t").merge(frame.alias("s"), f"t.{key} = s.{key}").whenNotMatchedInsertAll().execute())
+    path = table_path(settings, name)
+    retry_on_conflict(  # each attempt opens the table anew: it must see the winning commit
+        lambda: (
+            DeltaTable.forPath(spark, path)
+            .alias("t")
+            .merge(frame.alias("s"), f"t.{key} = s.{key}")
+            .whenNotMatchedInsertAll()
+            .execute()
+        ),
+        what=f"insert into {name}",
+    )
 
 
 def merge_documents(spark: SparkSession, settings: LakeSettings, frame: DataFrame) -> None:
     """Upserts document rows on (document_id, version); unchanged rows are not rewritten."""
     from delta.tables import DeltaTable
 
-    target = DeltaTable.forPath(spark, table_path(settings, SILVER_DOCUMENTS))
+    path = table_path(settings, SILVER_DOCUMENTS)
     changed = (
         "NOT (t.status <=> s.status) OR NOT (t.is_current <=> s.is_current) OR NOT (t.reason <=> s.reason) "
         "OR NOT (t.chunks <=> s.chunks)"
     )
-    (
-        target.alias("t")
-        .merge(frame.alias("s"), "t.document_id = s.document_id AND t.version = s.version")
-        .whenMatchedUpdateAll(condition=changed)
-        .whenNotMatchedInsertAll()
-        .execute()
+    retry_on_conflict(
+        lambda: (
+            DeltaTable.forPath(spark, path)
+            .alias("t")
+            .merge(frame.alias("s"), "t.document_id = s.document_id AND t.version = s.version")
+            .whenMatchedUpdateAll(condition=changed)
+            .whenNotMatchedInsertAll()
+            .execute()
+        ),
+        what=f"merge into {SILVER_DOCUMENTS}",
     )
 
 
@@ -118,10 +170,15 @@ def supersede_versions(spark: SparkSession, settings: LakeSettings, document_id:
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
-    target = DeltaTable.forPath(spark, table_path(settings, SILVER_DOCUMENTS))
-    target.update(
-        condition=(F.col("document_id") == document_id) & (F.col("version") != current_version) & F.col("is_current"),
-        set={"is_current": F.lit(False)},
+    path = table_path(settings, SILVER_DOCUMENTS)
+    retry_on_conflict(
+        lambda: DeltaTable.forPath(spark, path).update(
+            condition=(F.col("document_id") == document_id)
+            & (F.col("version") != current_version)
+            & F.col("is_current"),
+            set={"is_current": F.lit(False)},
+        ),
+        what=f"supersede versions in {SILVER_DOCUMENTS}",
     )
 
 

@@ -131,10 +131,17 @@ def maintain(table: lancedb.table.Table, settings: LanceDBSettings) -> dict[str,
     versions, and builds the vector index when the table has grown enough."""
     from datetime import timedelta
 
+    fragments_before = table.stats()["fragment_stats"]["num_fragments"]
     built = ensure_vector_index(table, settings)
     ensure_fts_index(table)
-    table.optimize(cleanup_older_than=timedelta(hours=1))
-    return {"rows": table.count_rows(), "vector_index_built": built, "indices": _index_columns(table)}
+    table.optimize(cleanup_older_than=timedelta(hours=settings.keep_versions_hours))
+    return {
+        "rows": table.count_rows(),
+        "fragments_before": fragments_before,
+        "fragments_after": table.stats()["fragment_stats"]["num_fragments"],
+        "vector_index_built": built,
+        "indices": _index_columns(table),
+    }
 
 
 def quote(value: str) -> str:

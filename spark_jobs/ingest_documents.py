@@ -808,8 +808,11 @@ def prepare(spark: SparkSession, settings: Settings) -> None:
     tables.ensure_tables(spark, settings.lake, change_data_feed=settings.ingest.change_data_feed)
     from lake.embedding import ensure_onnx_int8, resolve_precision
 
-    if resolve_precision(settings.embedding.precision) == "int8":
+    precision = resolve_precision(settings.embedding.precision)
+    if precision == "int8":
         ensure_onnx_int8(settings.embedding)  # export once here, not in two workers at once
+    log.info("embedding: %s, %s precision, on the %s", settings.embedding.model_package, precision,
+             settings.embedding.placement)  # fmt: skip
 
 
 def start_stream(

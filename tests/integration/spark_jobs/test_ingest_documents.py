@@ -210,7 +210,8 @@ def test_ingest_new_version_replaces_the_old_ones_chunks_in_search(spark, stack,
     from spark_jobs.ingest_documents import run_available_now
     from streaming.kafka import json_producer
 
-    settings = isolated_settings(tmp_path, run_id)
+    # The other tests embed in the Spark workers (the default); this one takes the driver path.
+    settings = isolated_settings(tmp_path, run_id, embedding={"placement": "driver"})
     producer = json_producer(settings.kafka)
     course = f"course-r-{run_id}"
     v1 = upload(

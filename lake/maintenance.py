@@ -1,0 +1,131 @@
+"""Lake maintenance: compaction and clean-up of the Delta tables and the LanceDB chunks table.
+
+Streaming writes many small files: each micro-batch adds Parquet files to every silver table and
+a fragment to LanceDB. Reads slow down as those pile up, so maintenance (``lakehouse lake
+maintain``, and later a scheduled DAG) periodically
+
+- OPTIMIZEs each Delta table (bin-packing small files; ``dataChange=false``, so Change Data Feed
+  readers see nothing new) and VACUUMs files older than ``lake.vacuum_retention_hours``;
+- compacts LanceDB fragments, folds new rows into the vector and FTS indexes (building the vector
+  index once the table is large enough) and prunes old table versions.
+
+Spark stays the one writing engine of the Delta tables: maintenance goes through it too. It can
+run while the stream runs: a conflicting commit is retried (``tables.retry_on_conflict``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from core.settings import Settings
+from lake import tables
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DeltaMaintenance:
+    table: str
+    files_before: int
+    files_after: int
+    files_added: int
+    files_removed: int
+    vacuumed_files: int
+    seconds: float
+
+
+@dataclass
+class MaintenanceReport:
+    delta: list[DeltaMaintenance] = field(default_factory=list)
+    lancedb: dict[str, Any] | None = None
+    missing: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _delta_table_exists(spark: SparkSession, path: str) -> bool:
+    from delta.tables import DeltaTable
+
+    return bool(DeltaTable.isDeltaTable(spark, path))
+
+
+def optimize_delta_table(spark: SparkSession, settings: Settings, name: str) -> DeltaMaintenance:
+    """OPTIMIZE (compaction) then VACUUM of one Delta table; file counts before and after."""
+    from delta.tables import DeltaTable
+
+    path = tables.table_path(settings.lake, name)
+    started = time.perf_counter()
+    files_before = int(DeltaTable.forPath(spark, path).detail().first()["numFiles"])
+    metrics = tables.retry_on_conflict(
+        lambda: DeltaTable.forPath(spark, path).optimize().executeCompaction().first()["metrics"],
+        what=f"optimize {name}",
+    )
+    listed_before_vacuum = _data_files(spark, path)
+    DeltaTable.forPath(spark, path).vacuum(float(settings.lake.vacuum_retention_hours))
+    vacuumed = listed_before_vacuum - _data_files(spark, path)
+    files_after = int(DeltaTable.forPath(spark, path).detail().first()["numFiles"])
+    return DeltaMaintenance(
+        table=name,
+        files_before=files_before,
+        files_after=files_after,
+        files_added=int(metrics["numFilesAdded"]),
+        files_removed=int(metrics["numFilesRemoved"]),
+        vacuumed_files=max(vacuumed, 0),
+        seconds=round(time.perf_counter() - started, 2),
+    )
+
+
+def _data_files(spark: SparkSession, path: str) -> int:
+    """Parquet files under the table's folder, referenced or not (what VACUUM may delete)."""
+    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+    fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
+    files = fs.listFiles(hadoop_path, True)
+    count = 0
+    while files.hasNext():
+        status = files.next()
+        name = status.getPath().getName()
+        if name.endswith(".parquet") and "_delta_log" not in status.getPath().toString():
+            count += 1
+    return count
+
+
+def maintain_lancedb(settings: Settings) -> dict[str, Any] | None:
+    """Compacts and re-indexes the LanceDB chunks table; None when it does not exist yet."""
+    from lake.vectors import connect, maintain, open_chunks
+
+    try:
+        table = open_chunks(connect(settings.lancedb), settings.lancedb, create=False)
+    except (FileNotFoundError, ValueError):
+        return None
+    return maintain(table, settings.lancedb)
+
+
+def maintain_lake(spark: SparkSession, settings: Settings, *, progress: Any = None) -> MaintenanceReport:
+    """Maintenance of every bronze/silver Delta table and of LanceDB. Tables that do not exist yet
+    are reported as missing, not created."""
+    report = MaintenanceReport()
+    say = progress or (lambda message: log.info("%s", message))
+    for name in tables.TABLE_SCHEMAS:
+        if not _delta_table_exists(spark, tables.table_path(settings.lake, name)):
+            report.missing.append(name)
+            continue
+        say(f"delta {name}: optimize + vacuum")
+        result = optimize_delta_table(spark, settings, name)
+        report.delta.append(result)
+        say(f"delta {name}: {result.files_before} -> {result.files_after} files in {result.seconds:.1f} s")
+    say(f"lancedb {settings.lancedb.chunks_table}: compact + index")
+    report.lancedb = maintain_lancedb(settings)
+    if report.lancedb is None:
+        report.missing.append(f"lancedb:{settings.lancedb.chunks_table}")
+    else:
+        lance = report.lancedb
+        say(f"lancedb: {lance['fragments_before']} -> {lance['fragments_after']} fragments, {lance['rows']} rows")
+    return report
