@@ -56,35 +56,40 @@ def _delta_table_exists(spark: SparkSession, path: str) -> bool:
     return bool(DeltaTable.isDeltaTable(spark, path))
 
 
-def optimize_delta_table(spark: SparkSession, settings: Settings, name: str) -> DeltaMaintenance:
+def optimize_delta_table(
+    spark: SparkSession, settings: Settings, name: str, *, vacuum: bool = True
+) -> DeltaMaintenance:
     """OPTIMIZE (compaction) then VACUUM of one Delta table; file counts before and after."""
     from delta.tables import DeltaTable
 
     path = tables.table_path(settings.lake, name)
     started = time.perf_counter()
-    files_before = int(DeltaTable.forPath(spark, path).detail().first()["numFiles"])
+    files_before = int(DeltaTable.forPath(spark, path).detail().collect()[0]["numFiles"])
     metrics = tables.retry_on_conflict(
-        lambda: DeltaTable.forPath(spark, path).optimize().executeCompaction().first()["metrics"],
+        lambda: DeltaTable.forPath(spark, path).optimize().executeCompaction().collect()[0]["metrics"],
         what=f"optimize {name}",
     )
-    listed_before_vacuum = _data_files(spark, path)
-    DeltaTable.forPath(spark, path).vacuum(float(settings.lake.vacuum_retention_hours))
-    vacuumed = listed_before_vacuum - _data_files(spark, path)
-    files_after = int(DeltaTable.forPath(spark, path).detail().first()["numFiles"])
+    vacuumed = 0
+    if vacuum:
+        listed_before_vacuum = _data_files(spark, path)
+        DeltaTable.forPath(spark, path).vacuum(float(settings.lake.vacuum_retention_hours))
+        vacuumed = listed_before_vacuum - _data_files(spark, path)
+    files_after = int(DeltaTable.forPath(spark, path).detail().collect()[0]["numFiles"])
     return DeltaMaintenance(
         table=name,
         files_before=files_before,
         files_after=files_after,
         files_added=int(metrics["numFilesAdded"]),
         files_removed=int(metrics["numFilesRemoved"]),
-        vacuumed_files=max(vacuumed, 0),
+        vacuumed_files=max(vacuumed, 0),  # files still referenced are never vacuumed
         seconds=round(time.perf_counter() - started, 2),
     )
 
 
 def _data_files(spark: SparkSession, path: str) -> int:
     """Parquet files under the table's folder, referenced or not (what VACUUM may delete)."""
-    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None, "a classic (JVM) Spark session"
     hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
     fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
     files = fs.listFiles(hadoop_path, True)
@@ -108,12 +113,17 @@ def maintain_lancedb(settings: Settings) -> dict[str, Any] | None:
     return maintain(table, settings.lancedb)
 
 
-def maintain_lake(spark: SparkSession, settings: Settings, *, progress: Any = None) -> MaintenanceReport:
-    """Maintenance of every bronze/silver Delta table and of LanceDB. Tables that do not exist yet
-    are reported as missing, not created."""
+def maintain_lake(
+    spark: SparkSession, settings: Settings, *, only: list[str] | None = None, progress: Any = None
+) -> MaintenanceReport:
+    """Maintenance of the bronze/silver Delta tables (all, or ``only`` these) and of LanceDB.
+    Tables that do not exist yet are reported as missing, not created."""
+    unknown = sorted(set(only or []) - set(tables.TABLE_SCHEMAS))
+    if unknown:
+        raise ValueError(f"unknown table(s) {unknown}; the lake has {sorted(tables.TABLE_SCHEMAS)}")
     report = MaintenanceReport()
     say = progress or (lambda message: log.info("%s", message))
-    for name in tables.TABLE_SCHEMAS:
+    for name in only or list(tables.TABLE_SCHEMAS):
         if not _delta_table_exists(spark, tables.table_path(settings.lake, name)):
             report.missing.append(name)
             continue

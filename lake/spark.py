@@ -57,6 +57,9 @@ def spark_conf(settings: Settings, app_name: str) -> dict[str, str]:
         "spark.ui.showConsoleProgress": "false",
         # Delta replays its log with this many tasks (default 50): far too many for 2 cores.
         "spark.databricks.delta.snapshotPartitions": str(settings.spark.shuffle_partitions),
+        # VACUUM lists the table's folders with this many tasks (default 10000): 66 s for an empty
+        # table on 2 cores, 6 s with 4 tasks.
+        "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(settings.spark.shuffle_partitions),
         # S3A: path-style requests against MinIO or any S3 endpoint from Settings.
         "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
         "spark.hadoop.fs.s3a.endpoint": store.endpoint,

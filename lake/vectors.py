@@ -131,17 +131,24 @@ def maintain(table: lancedb.table.Table, settings: LanceDBSettings) -> dict[str,
     versions, and builds the vector index when the table has grown enough."""
     from datetime import timedelta
 
-    fragments_before = table.stats()["fragment_stats"]["num_fragments"]
+    fragments_before = fragment_count(table)
     built = ensure_vector_index(table, settings)
     ensure_fts_index(table)
     table.optimize(cleanup_older_than=timedelta(hours=settings.keep_versions_hours))
     return {
         "rows": table.count_rows(),
         "fragments_before": fragments_before,
-        "fragments_after": table.stats()["fragment_stats"]["num_fragments"],
+        "fragments_after": fragment_count(table),
         "vector_index_built": built,
         "indices": _index_columns(table),
     }
+
+
+def fragment_count(table: lancedb.table.Table) -> int:
+    """Data fragments of the table: each write adds one, compaction merges them."""
+    stats: Any = table.stats()  # a dict at run time, typed as a class by lancedb
+    fragments = stats["fragment_stats"] if isinstance(stats, dict) else stats.fragment_stats
+    return int(fragments["num_fragments"] if isinstance(fragments, dict) else fragments.num_fragments)
 
 
 def quote(value: str) -> str:
