@@ -183,7 +183,7 @@ class EmbeddingSettings(_Section):
         "int8 = ONNX Runtime per-channel (fastest measured on AVX2-only CPUs, cosine >= 0.99 vs fp32); "
         "bf16 = torch autocast (emulated, ~7x slower than fp32, without AMX/AVX512-BF16); fp32 = reference",
     )
-    batch_size: int = Field(8, ge=1, description="Chunks per inference call (small batches measured fastest on CPU)")
+    batch_size: int = Field(4, ge=1, description="Chunks per inference call (small batches measured fastest on CPU)")
     threads: int = Field(2, ge=1, description="Intra-op threads when embedding on the driver")
     executor_threads: int = Field(1, ge=1, description="Intra-op threads per Spark task when embedding on executors")
     placement: Literal["executors", "driver"] = Field(
