@@ -23,7 +23,8 @@ demo: stack-up  ## Set up from nothing and run the platform end to end
 smoke: stack-up
 	@$(PY) -m cli smoke
 
-test: stack-up  ## Set up from nothing and run unit + integration tests against the real services
+test: stack-up  ## Set up from nothing, lint, and run unit + integration tests against the real services
+	@$(MAKE) --no-print-directory lint
 	@$(PY) -m pytest tests/unit tests/integration
 
 unit: setup

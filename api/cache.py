@@ -185,6 +185,9 @@ class CacheAside:
         for name in names:
             key = self.redis.key(name)
             try:
-                self.redis.call("cache_invalidate", lambda c, key=key: c.delete(key))
+                self._delete(key)
             except RedisDown:
                 log.warning("could not invalidate %s (redis down); it expires within its TTL", key)
+
+    def _delete(self, key: str) -> None:
+        self.redis.call("cache_invalidate", lambda c: c.delete(key))

@@ -104,7 +104,8 @@ def _problem_only_openapi(app: FastAPI) -> None:
             app.openapi_schema = spec
         return app.openapi_schema
 
-    app.openapi = openapi
+    # Replacing app.openapi is FastAPI's documented way to customise the schema; its types declare a method.
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def app_from_env() -> FastAPI:

@@ -19,16 +19,41 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast, overload
 
 from core.db import ShardedPostgres
 from core.ids import uuid7
 from core.jobs import JobState
 
+if TYPE_CHECKING:
+    from psycopg import Connection
+    from psycopg.rows import DictRow
+    from psycopg_pool import ConnectionPool
+
 JOIN_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 ORPHAN_EMAIL_RECLAIM = "1 minute"
 
 
+def _pool_for(db: ShardedPostgres, key: uuid.UUID | str) -> ConnectionPool[Connection[DictRow]]:
+    """The pool of ``key``'s shard, typed as ``ShardedPostgres`` builds it: its connections have
+    ``row_factory=dict_row``, which the declared ``ConnectionPool`` (tuple rows by default) does not say."""
+    return cast("ConnectionPool[Connection[DictRow]]", db.for_key(key))
+
+
+def _returned(row: DictRow | None) -> DictRow:
+    """The row of a statement that always yields one (``... RETURNING`` of an insert or upsert,
+    a read of the row just written on the same connection): ``None`` there is a broken invariant."""
+    if row is None:
+        raise RuntimeError("the statement returned no row")
+    return row
+
+
+@overload
+def jsonable(row: dict[str, Any]) -> dict[str, Any]: ...
+@overload
+def jsonable(row: None) -> None: ...
+@overload
+def jsonable(row: dict[str, Any] | None) -> dict[str, Any] | None: ...
 def jsonable(row: dict[str, Any] | None) -> dict[str, Any] | None:
     """A row as JSON-ready values, the same shape whether it came from PostgreSQL or the cache."""
     if row is None:
@@ -55,7 +80,7 @@ class UserRepository:
     def create(self, *, email: str, password_hash: str, role: str, display_name: str) -> dict[str, Any]:
         email = email.lower()
         user_id = uuid7()
-        with self.db.for_key(email).connection() as conn:
+        with _pool_for(self.db, email).connection() as conn:
             reserved = conn.execute(
                 "INSERT INTO email_index (email, user_id) VALUES (%s, %s) ON CONFLICT (email) DO NOTHING RETURNING 1",
                 (email, user_id),
@@ -73,16 +98,16 @@ class UserRepository:
                 ).rowcount
                 if claimed != 1:
                     raise EmailTaken(email)
-        with self.db.for_key(user_id).connection() as conn:
+        with _pool_for(self.db, user_id).connection() as conn:
             row = conn.execute(
                 "INSERT INTO users (id, email, password_hash, role, display_name) VALUES (%s, %s, %s, %s, %s)"
                 " RETURNING id, email, role, display_name, created_at",
                 (user_id, email, password_hash, role, display_name),
             ).fetchone()
-        return row
+        return _returned(row)
 
     def get(self, user_id: uuid.UUID | str) -> dict[str, Any] | None:
-        with self.db.for_key(str(user_id)).connection() as conn:
+        with _pool_for(self.db, str(user_id)).connection() as conn:
             return conn.execute(
                 "SELECT id, email, role, display_name, created_at FROM users WHERE id = %s", (user_id,)
             ).fetchone()
@@ -90,11 +115,11 @@ class UserRepository:
     def credentials_by_email(self, email: str) -> dict[str, Any] | None:
         """The user (with password hash) owning ``email``: the email shard, then the user shard."""
         email = email.lower()
-        with self.db.for_key(email).connection() as conn:
+        with _pool_for(self.db, email).connection() as conn:
             entry = conn.execute("SELECT user_id FROM email_index WHERE email = %s", (email,)).fetchone()
         if entry is None:
             return None
-        with self.db.for_key(str(entry["user_id"])).connection() as conn:
+        with _pool_for(self.db, str(entry["user_id"])).connection() as conn:
             return conn.execute(
                 "SELECT id, email, role, display_name, password_hash FROM users WHERE id = %s AND email = %s",
                 (entry["user_id"], email),
@@ -111,7 +136,7 @@ class CourseRepository:
     def create(self, *, owner_id: uuid.UUID, title: str, description: str) -> dict[str, Any]:
         course_id = uuid7()
         code = self._reserve_join_code(course_id)
-        with self.db.for_key(course_id).connection() as conn, conn.transaction():
+        with _pool_for(self.db, course_id).connection() as conn, conn.transaction():
             row = conn.execute(
                 f"INSERT INTO courses (id, title, description, owner_id, join_code) VALUES (%s, %s, %s, %s, %s)"
                 f" RETURNING {_COURSE_COLUMNS}",
@@ -123,12 +148,12 @@ class CourseRepository:
                 (course_id, owner_id),
             )
         self._enrol(user_id=owner_id, course_id=course_id, role="instructor")
-        return row
+        return _returned(row)
 
     def _reserve_join_code(self, course_id: uuid.UUID) -> str:
         for _ in range(8):
             code = "".join(secrets.choice(JOIN_CODE_ALPHABET) for _ in range(8))
-            with self.db.for_key(code).connection() as conn:
+            with _pool_for(self.db, code).connection() as conn:
                 inserted = conn.execute(
                     "INSERT INTO join_codes (code, course_id) VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING 1",
                     (code, course_id),
@@ -138,7 +163,7 @@ class CourseRepository:
         raise RuntimeError("could not find a free join code")  # 32^8 codes: effectively unreachable
 
     def get(self, course_id: uuid.UUID | str) -> dict[str, Any] | None:
-        with self.db.for_key(str(course_id)).connection() as conn:
+        with _pool_for(self.db, str(course_id)).connection() as conn:
             return conn.execute(f"SELECT {_COURSE_COLUMNS} FROM courses WHERE id = %s", (course_id,)).fetchone()
 
     def update(self, course_id: uuid.UUID, *, changes: dict[str, Any]) -> dict[str, Any] | None:
@@ -146,51 +171,53 @@ class CourseRepository:
         if not allowed:
             return self.get(course_id)
         assignments = ", ".join(f"{name} = %({name})s" for name in allowed)  # names from the allow-list above
-        with self.db.for_key(course_id).connection() as conn:
+        with _pool_for(self.db, course_id).connection() as conn:
             return conn.execute(
                 f"UPDATE courses SET {assignments}, updated_at = now() WHERE id = %(id)s RETURNING {_COURSE_COLUMNS}",
                 {**allowed, "id": course_id},
             ).fetchone()
 
     def member_role(self, course_id: uuid.UUID | str, user_id: uuid.UUID | str) -> str | None:
-        with self.db.for_key(str(course_id)).connection() as conn:
+        with _pool_for(self.db, str(course_id)).connection() as conn:
             row = conn.execute(
                 "SELECT role FROM course_members WHERE course_id = %s AND user_id = %s", (course_id, user_id)
             ).fetchone()
         return row["role"] if row else None
 
     def members(self, course_id: uuid.UUID | str) -> list[str]:
-        with self.db.for_key(str(course_id)).connection() as conn:
+        with _pool_for(self.db, str(course_id)).connection() as conn:
             rows = conn.execute("SELECT user_id FROM course_members WHERE course_id = %s", (course_id,)).fetchall()
         return [str(row["user_id"]) for row in rows]
 
     def course_for_code(self, code: str) -> uuid.UUID | None:
-        with self.db.for_key(code).connection() as conn:
+        with _pool_for(self.db, code).connection() as conn:
             row = conn.execute("SELECT course_id FROM join_codes WHERE code = %s", (code,)).fetchone()
         return row["course_id"] if row else None
 
     def join(self, *, course_id: uuid.UUID, user_id: uuid.UUID, role: str = "student") -> str:
         """Adds a member (course shard first, then the user's enrolment); returns the member's role."""
-        with self.db.for_key(course_id).connection() as conn:
+        with _pool_for(self.db, course_id).connection() as conn:
             conn.execute(
                 "INSERT INTO course_members (course_id, user_id, role) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
                 (course_id, user_id, role),
             )
-            current = conn.execute(
-                "SELECT role FROM course_members WHERE course_id = %s AND user_id = %s", (course_id, user_id)
-            ).fetchone()
+            current = _returned(
+                conn.execute(
+                    "SELECT role FROM course_members WHERE course_id = %s AND user_id = %s", (course_id, user_id)
+                ).fetchone()
+            )
         self._enrol(user_id=user_id, course_id=course_id, role=current["role"])
         return current["role"]
 
     def _enrol(self, *, user_id: uuid.UUID, course_id: uuid.UUID, role: str) -> None:
-        with self.db.for_key(user_id).connection() as conn:
+        with _pool_for(self.db, user_id).connection() as conn:
             conn.execute(
                 "INSERT INTO enrolments (user_id, course_id, role) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
                 (user_id, course_id, role),
             )
 
     def enrolments(self, user_id: uuid.UUID | str) -> list[dict[str, Any]]:
-        with self.db.for_key(str(user_id)).connection() as conn:
+        with _pool_for(self.db, str(user_id)).connection() as conn:
             return conn.execute(
                 "SELECT course_id, role FROM enrolments WHERE user_id = %s ORDER BY joined_at, course_id", (user_id,)
             ).fetchall()
@@ -224,7 +251,7 @@ class DocumentRepository:
 
     def list(self, course_id: uuid.UUID | str) -> list[dict[str, Any]]:
         """The latest version of each document of a course."""
-        with self.db.for_key(str(course_id)).connection() as conn:
+        with _pool_for(self.db, str(course_id)).connection() as conn:
             return conn.execute(
                 f"SELECT DISTINCT ON (id) {_DOCUMENT_COLUMNS} FROM documents WHERE course_id = %s"
                 " ORDER BY id, version DESC",
@@ -232,7 +259,7 @@ class DocumentRepository:
             ).fetchall()
 
     def get(self, course_id: uuid.UUID | str, document_id: uuid.UUID | str) -> dict[str, Any] | None:
-        with self.db.for_key(str(course_id)).connection() as conn:
+        with _pool_for(self.db, str(course_id)).connection() as conn:
             return conn.execute(
                 f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE course_id = %s AND id = %s"
                 " ORDER BY version DESC LIMIT 1",
@@ -240,7 +267,7 @@ class DocumentRepository:
             ).fetchone()
 
     def find_by_sha256(self, course_id: uuid.UUID | str, sha256: str) -> dict[str, Any] | None:
-        with self.db.for_key(str(course_id)).connection() as conn:
+        with _pool_for(self.db, str(course_id)).connection() as conn:
             return conn.execute(
                 f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE course_id = %s AND sha256 = %s"
                 " ORDER BY version DESC LIMIT 1",
@@ -255,13 +282,14 @@ class DocumentRepository:
         values["status"] = values["status"] or "uploaded"
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in DOCUMENT_MUTABLE)
         placeholders = ", ".join(f"%({c})s" for c in columns)
-        with self.db.for_key(str(values["course_id"])).connection() as conn:
-            return conn.execute(
+        with _pool_for(self.db, str(values["course_id"])).connection() as conn:
+            row = conn.execute(
                 f"INSERT INTO documents ({', '.join(columns)}) VALUES ({placeholders})"
                 f" ON CONFLICT (id, version) DO UPDATE SET {updates}, updated_at = now()"
                 f" RETURNING {_DOCUMENT_COLUMNS}",
                 values,
             ).fetchone()
+        return _returned(row)
 
 
 class JobRepository:
@@ -275,7 +303,7 @@ class JobRepository:
 
     def upsert(self, state: JobState) -> None:
         """Idempotent and monotonic: an older update never overwrites a newer one."""
-        with self.db.for_key(self._shard_key(state)).connection() as conn:
+        with _pool_for(self.db, self._shard_key(state)).connection() as conn:
             conn.execute(
                 "INSERT INTO jobs (id, kind, user_id, course_id, document_id, status, pages_done, pages_total,"
                 " error, created_at, updated_at)"

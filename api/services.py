@@ -148,7 +148,7 @@ class CourseService:
     def join(self, principal: Principal, *, join_code: str) -> dict[str, Any]:
         course_id = self.repo.course_for_code(join_code)
         course = jsonable(self.repo.get(course_id)) if course_id else None
-        if course is None:
+        if course_id is None or course is None:
             raise NotFound("No course has this join code.")
         role = self.repo.join(course_id=course_id, user_id=principal.user_id)
         user_id = str(principal.user_id)

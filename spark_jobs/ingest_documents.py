@@ -62,8 +62,15 @@ from spark_jobs.status_postgres import PostgresStatusSink
 
 if TYPE_CHECKING:
     import numpy as np
+    from pyspark.accumulators import AccumulatorParam
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.streaming import StreamingQuery
+
+    _GroupIdsParam = AccumulatorParam[frozenset[int]]
+else:
+    # pyspark is imported only where Spark runs; at runtime an AccumulatorParam needs no base
+    # class, only zero/addInPlace, so the checker alone sees _SetParam as one.
+    _GroupIdsParam = object
 
 log = logging.getLogger("spark_jobs.ingest_documents")
 JOB_NAME = "ingest_documents"
@@ -248,13 +255,13 @@ def page_ranges(pages_total: int, pages_per_task: int) -> list[tuple[int, int]]:
     return [(start, min(start + pages_per_task, pages_total)) for start in range(0, pages_total, pages_per_task)]
 
 
-class _SetParam:
+class _SetParam(_GroupIdsParam):
     """Accumulator of completed task ids (PySpark AccumulatorParam protocol)."""
 
-    def zero(self, value: frozenset) -> frozenset:
+    def zero(self, value: frozenset[int]) -> frozenset[int]:
         return frozenset()
 
-    def addInPlace(self, a: frozenset, b: frozenset) -> frozenset:
+    def addInPlace(self, a: frozenset[int], b: frozenset[int]) -> frozenset[int]:
         return frozenset(a) | frozenset(b)
 
 
@@ -271,6 +278,12 @@ class DocumentWork:
     error: str | None = None
     last_reported: float = 0.0
     pages_done: int = 0
+
+    def embedded(self) -> np.ndarray:
+        """The chunk vectors, which ``_embed`` sets on every live document before anything is written."""
+        if self.vectors is None:
+            raise RuntimeError(f"document {self.event.document_id} v{self.event.version} was not embedded")
+        return self.vectors
 
 
 @dataclass
@@ -367,6 +380,7 @@ class DocumentIngestor:
         from pyspark.sql.types import StructType
 
         schema = StructType.fromDDL(tables.BRONZE_DOCUMENT_EVENTS_SCHEMA)
+        assert isinstance(schema, StructType)  # fromDDL is typed DataType; a column list parses to a struct
         frame = self.spark.createDataFrame([tuple(r) for r in rows], schema=schema)
         tables.append_bronze(frame, self.settings.lake, app_id=self.app_id, batch_id=batch_id)
 
@@ -633,7 +647,7 @@ class DocumentIngestor:
                 "page_start": c.page_start,
                 "page_end": c.page_end,
                 "text": c.text,
-                "vector": w.vectors[c.chunk_index],
+                "vector": w.embedded()[c.chunk_index],
             }
             for w in works
             for c in w.chunks

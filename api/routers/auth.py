@@ -27,7 +27,9 @@ def sign_up(body: SignUp, services: ServicesDep) -> dict:
 def login(body: Login, request: Request, services: ServicesDep) -> dict:
     """Exchanges email and password for an access token and a refresh token (a new session)."""
     user = services.users.repo.credentials_by_email(str(body.email))
-    if not verify_password(user["password_hash"] if user else None, body.password):
+    # verify_password runs even without a user (on a dummy hash: timing does not tell which emails
+    # exist) and is then False; ``user is None`` only says so to the type checker.
+    if not verify_password(user["password_hash"] if user else None, body.password) or user is None:
         raise Unauthorized("The email or the password is wrong.")
     pair = services.tokens.start_session(
         user_id=user["id"], role=user["role"], user_agent=request.headers.get("user-agent", "")[:200]

@@ -108,3 +108,16 @@ def test_hybrid_search_on_a_missing_table_or_blank_query_is_empty(tmp_path):
     embedder = _FixedEmbedder(np.ones(vectors.DIMENSION, dtype="float32"))
     assert hybrid_search(db, "c1", "anything", 5, embedder, settings=settings) == []
     assert hybrid_search(db, "c1", "   ", 5, embedder, settings=settings) == []
+
+
+def test_fuse_breaks_a_mirrored_rank_tie_towards_the_text_match():
+    from lake.search import fuse
+
+    vector_first = {"chunk_id": "a-vector-favourite"}
+    text_first = {"chunk_id": "z-contains-the-words"}  # sorts last by id: the tie-break must win
+    vector_rows = [vector_first, *({"chunk_id": f"v{i}"} for i in range(9)), text_first]  # ranks 1 and 11
+    text_rows = [text_first, *({"chunk_id": f"t{i}"} for i in range(9)), vector_first]  # mirrored
+    best = fuse(vector_rows, text_rows, rrf_k=60, k=3)
+    assert best[0]["score"] == pytest.approx(best[1]["score"])
+    assert [e["row"]["chunk_id"] for e in best[:2]] == ["z-contains-the-words", "a-vector-favourite"]
+    assert (best[0]["text_rank"], best[0]["vector_rank"]) == (1, 11)
