@@ -2,8 +2,12 @@
 to one course, fused by reciprocal rank (RRF).
 
 RRF uses ranks only, so the cosine distances of the vector side and the BM25 scores of the text
-side need no calibration against each other. Chunks of replaced document versions are deleted
-from LanceDB when the new version is indexed, so every row searched is a current version.
+side need no calibration against each other. A third list holds the candidates that contain the
+query verbatim (case and punctuation aside): a student quoting a sentence from the course wants
+that sentence's page, and BM25 alone ranks every chunk sharing a few of its words close behind.
+
+Chunks of replaced document versions are deleted from LanceDB when the new version is indexed,
+so every row searched is a current version.
 """
 
 from __future__ import annotations
@@ -74,7 +78,7 @@ def hybrid_search(
     vector_rows = vector_query.to_list()
     text_rows = _full_text(table, query, where, candidates)
 
-    best = fuse(vector_rows, text_rows, rrf_k=settings.rrf_k, k=k)
+    best = fuse(vector_rows, text_rows, rrf_k=settings.rrf_k, k=k, phrase=query)
     return [
         SearchHit(
             chunk_id=e["row"]["chunk_id"],
@@ -92,15 +96,41 @@ def hybrid_search(
     ]
 
 
-def fuse(vector_rows: list[dict[str, Any]], text_rows: list[dict[str, Any]], *, rrf_k: int, k: int) -> list[dict]:
-    """Reciprocal rank fusion of the two ranked lists (rows keyed by ``chunk_id``), best first.
+PHRASE_MIN_WORDS = 3  # shorter queries are keywords, which BM25 already ranks
+
+
+def normalized_words(text: str) -> str:
+    return " ".join("".join(ch.lower() if ch.isalnum() else " " for ch in text).split())
+
+
+def fuse(
+    vector_rows: list[dict[str, Any]],
+    text_rows: list[dict[str, Any]],
+    *,
+    rrf_k: int,
+    k: int,
+    phrase: str | None = None,
+) -> list[dict]:
+    """Reciprocal rank fusion of the ranked lists (rows keyed by ``chunk_id``), best first.
+
+    With ``phrase`` (of ``PHRASE_MIN_WORDS`` words or more), the candidates whose text contains
+    it verbatim form a third list, in full-text order.
 
     Mirrored ranks (vector #1 / text #11 against text #1 / vector #11) fuse to exactly the same
     score; the tie goes to the better full-text rank, because a chunk that contains the query's
-    words is the better citation (the demo's 300-page book hit this tie). Then chunk id, so the
-    order is deterministic."""
+    words is the better citation. Then chunk id, so the order is deterministic."""
+    lists = [("vector_rank", vector_rows), ("text_rank", text_rows)]
+    wanted = normalized_words(phrase or "")
+    if len(wanted.split()) >= PHRASE_MIN_WORDS:
+        seen: set[str] = set()
+        verbatim = []
+        for row in [*text_rows, *vector_rows]:
+            if row["chunk_id"] not in seen and wanted in normalized_words(row.get("text", "")):
+                verbatim.append(row)
+            seen.add(row["chunk_id"])
+        lists.append(("phrase_rank", verbatim))
     fused: dict[str, dict[str, Any]] = {}
-    for side, rows in (("vector_rank", vector_rows), ("text_rank", text_rows)):
+    for side, rows in lists:
         for rank, row in enumerate(rows, start=1):
             entry = fused.setdefault(
                 row["chunk_id"], {"row": row, "score": 0.0, "vector_rank": None, "text_rank": None}

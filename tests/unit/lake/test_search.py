@@ -121,3 +121,32 @@ def test_fuse_breaks_a_mirrored_rank_tie_towards_the_text_match():
     assert best[0]["score"] == pytest.approx(best[1]["score"])
     assert [e["row"]["chunk_id"] for e in best[:2]] == ["z-contains-the-words", "a-vector-favourite"]
     assert (best[0]["text_rank"], best[0]["vector_rank"]) == (1, 11)
+
+
+def _ranked(prefix: str, count: int) -> list[dict]:
+    return [{"chunk_id": f"{prefix}{i}", "text": f"filler text {prefix} {i}"} for i in range(count)]
+
+
+def test_fuse_puts_the_chunk_quoting_the_query_first():
+    # The ranks the demo's 300-page book produced: the chunk with the quoted sentence was text #1
+    # but vector #11, and a chunk sharing a few words (vector #6, text #5) out-fused it.
+    from lake.search import fuse
+
+    quoting = {"chunk_id": "page-42", "text": "up trend. Marmalade sharding keeps every zebra partition perfectly"
+               " balanced, so the ... "}  # fmt: skip
+    sharing = {"chunk_id": "page-111", "text": "stage trigger sharding partition balanced stream retry"}
+    vector_rows = [*_ranked("v", 5), sharing, *_ranked("w", 4), quoting]
+    text_rows = [quoting, *_ranked("t", 3), sharing]
+    query = "Marmalade sharding keeps every zebra partition perfectly balanced"
+    without = fuse(vector_rows, text_rows, rrf_k=60, k=2)
+    assert without[0]["row"]["chunk_id"] == "page-111"  # what plain RRF does
+    best = fuse(vector_rows, text_rows, rrf_k=60, k=2, phrase=query.upper() + "!")
+    assert best[0]["row"]["chunk_id"] == "page-42" and best[0]["phrase_rank"] == 1
+
+
+def test_fuse_ignores_short_phrases():
+    from lake.search import fuse
+
+    rows = [{"chunk_id": "a", "text": "kafka partitions"}, {"chunk_id": "b", "text": "other words"}]
+    best = fuse(rows, list(reversed(rows)), rrf_k=60, k=2, phrase="kafka partitions")
+    assert all("phrase_rank" not in e for e in best)
