@@ -126,21 +126,43 @@ def retry_on_conflict(write: Callable[[], T], *, what: str, attempts: int = 5, b
     raise AssertionError("unreachable")
 
 
-def insert_new(spark: SparkSession, settings: LakeSettings, name: str, frame: DataFrame, key: str) -> None:
-    """Insert-only MERGE on ``key``: rows already present are left as they are."""
+def insert_new(
+    spark: SparkSession,
+    settings: LakeSettings,
+    name: str,
+    frame: DataFrame,
+    key: str,
+    *,
+    document_ids: list[str] | None = None,
+) -> None:
+    """Insert-only MERGE on ``key``: rows already present are left as they are.
+
+    ``document_ids`` (the documents the frame's rows belong to) bounds the target side of the
+    match: Delta skips every file whose ``document_id`` min/max stats exclude them, so a batch's
+    MERGE reads the files of its own documents instead of the whole, ever-growing table.
+    """
     from delta.tables import DeltaTable
 
     path = table_path(settings, name)
+    condition = f"t.{key} = s.{key}"
+    if document_ids:
+        listed = ", ".join(sql_string(d) for d in sorted(set(document_ids)))
+        condition += f" AND t.document_id IN ({listed})"
     retry_on_conflict(  # each attempt opens the table anew: it must see the winning commit
         lambda: (
             DeltaTable.forPath(spark, path)
             .alias("t")
-            .merge(frame.alias("s"), f"t.{key} = s.{key}")
+            .merge(frame.alias("s"), condition)
             .whenNotMatchedInsertAll()
             .execute()
         ),
         what=f"insert into {name}",
     )
+
+
+def sql_string(value: str) -> str:
+    """A Spark SQL string literal."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def merge_documents(spark: SparkSession, settings: LakeSettings, frame: DataFrame) -> None:

@@ -30,6 +30,7 @@ infrastructure error fails the micro-batch, and the restarted stream replays it.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import logging
 import os
@@ -614,12 +615,14 @@ class DocumentIngestor:
             schema=_arrow_schema(tables.SILVER_CHUNKS_SCHEMA),
         )
         lake = self.settings.lake
+        # The MERGEs only look at these documents' files, not the whole table (insert_new).
+        insert = functools.partial(tables.insert_new, document_ids=[w.event.document_id for w in works])
         pages_write = self._background(
-            self._timed, stats, "write_pages", tables.insert_new, self.spark, lake, tables.SILVER_PAGES,
+            self._timed, stats, "write_pages", insert, self.spark, lake, tables.SILVER_PAGES,
             self.spark.createDataFrame(pages), "page_id",
         )  # fmt: skip
         self._timed(
-            stats, "write_chunks", tables.insert_new, self.spark, lake, tables.SILVER_CHUNKS,
+            stats, "write_chunks", insert, self.spark, lake, tables.SILVER_CHUNKS,
             self.spark.createDataFrame(chunks), "chunk_id",
         )  # fmt: skip
         pages_write.result()
@@ -767,6 +770,16 @@ def _embed_partition(embedding_settings: Any, threads: int, completed: Any) -> C
     return run
 
 
+def _warm_up_partition(embedding_settings: Any, threads: int) -> Callable:
+    def run(_: Any) -> Any:
+        from lake.embedding import get_embedder
+
+        get_embedder(embedding_settings, threads=threads).encode(["warm-up"])  # cached in this worker
+        yield os.getpid()
+
+    return run
+
+
 def _arrow_schema(ddl: str):  # type: ignore[no-untyped-def]
     import pyarrow as pa
 
@@ -827,6 +840,24 @@ def prepare(spark: SparkSession, settings: Settings) -> None:
         ensure_onnx_int8(settings.embedding)  # export once here, not in two workers at once
     log.info("embedding: %s, %s precision, on the %s", settings.embedding.model_package, precision,
              settings.embedding.placement)  # fmt: skip
+    warm_up_embedders(spark, settings)
+
+
+def warm_up_embedders(spark: SparkSession, settings: Settings) -> None:
+    """Loads the model where chunks will be embedded before the first upload arrives, so the
+    first student's document does not wait for Python workers to start and load it."""
+    started = time.perf_counter()
+    if settings.embedding.placement == "driver":
+        from lake.embedding import get_embedder
+
+        get_embedder(settings.embedding).encode(["warm-up"])
+    else:
+        slots = spark.sparkContext.defaultParallelism
+        spark.sparkContext.setJobDescription("load the embedding model in each Python worker")
+        spark.sparkContext.parallelize(range(slots), slots).mapPartitions(
+            _warm_up_partition(settings.embedding, settings.embedding.executor_threads)
+        ).collect()
+    log.info("embedding model loaded (%s) in %.1f s", settings.embedding.placement, time.perf_counter() - started)
 
 
 def start_stream(
