@@ -199,7 +199,9 @@ class IngestSettings(_Section):
 
     chunk_size: int = Field(1000, ge=100, description="Characters per chunk (~154 MiniLM tokens on English prose)")
     chunk_overlap: int = Field(100, ge=0, description="Characters shared by consecutive chunks")
-    pages_per_task: int = Field(25, ge=1, description="Pages one Spark extraction task reads")
+    pages_per_task: int = Field(
+        25, ge=1, description="Fewest pages one Spark extraction task reads (a document is split over the task slots)"
+    )
     chunks_per_task: int = Field(64, ge=1, description="Chunks one Spark embedding task encodes")
     trigger_seconds: float = Field(2.0, gt=0, description="Processing-time trigger of the stream")
     max_offsets_per_trigger: int = Field(50, ge=1, description="Upload events taken per micro-batch")
