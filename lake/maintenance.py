@@ -71,9 +71,8 @@ def optimize_delta_table(
     )
     vacuumed = 0
     if vacuum:
-        listed_before_vacuum = _data_files(spark, path)
         DeltaTable.forPath(spark, path).vacuum(float(settings.lake.vacuum_retention_hours))
-        vacuumed = listed_before_vacuum - _data_files(spark, path)
+        vacuumed = _files_deleted_by_last_vacuum(spark, path)
     files_after = int(DeltaTable.forPath(spark, path).detail().collect()[0]["numFiles"])
     return DeltaMaintenance(
         table=name,
@@ -81,25 +80,20 @@ def optimize_delta_table(
         files_after=files_after,
         files_added=int(metrics["numFilesAdded"]),
         files_removed=int(metrics["numFilesRemoved"]),
-        vacuumed_files=max(vacuumed, 0),  # files still referenced are never vacuumed
+        vacuumed_files=vacuumed,
         seconds=round(time.perf_counter() - started, 2),
     )
 
 
-def _data_files(spark: SparkSession, path: str) -> int:
-    """Parquet files under the table's folder, referenced or not (what VACUUM may delete)."""
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None, "a classic (JVM) Spark session"
-    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
-    fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
-    files = fs.listFiles(hadoop_path, True)
-    count = 0
-    while files.hasNext():
-        status = files.next()
-        name = status.getPath().getName()
-        if name.endswith(".parquet") and "_delta_log" not in status.getPath().toString():
-            count += 1
-    return count
+def _files_deleted_by_last_vacuum(spark: SparkSession, path: str) -> int:
+    """``numDeletedFiles`` of the newest VACUUM END commit: Delta counts what it deleted, so the
+    table folder need not be listed again (the stream may have committed since: look back a few)."""
+    from delta.tables import DeltaTable
+
+    for commit in DeltaTable.forPath(spark, path).history(10).select("operation", "operationMetrics").collect():
+        if commit["operation"] == "VACUUM END":
+            return int((commit["operationMetrics"] or {}).get("numDeletedFiles", 0))
+    return 0
 
 
 def maintain_lancedb(settings: Settings) -> dict[str, Any] | None:

@@ -100,6 +100,7 @@ PHRASE_MIN_WORDS = 3  # shorter queries are keywords, which BM25 already ranks
 
 
 def normalized_words(text: str) -> str:
+    """Lower-case words separated by single spaces: punctuation and case aside."""
     return " ".join("".join(ch.lower() if ch.isalnum() else " " for ch in text).split())
 
 
@@ -146,7 +147,7 @@ def fuse(
 
 def _full_text(table: Any, query: str, where: str, limit: int) -> list[dict[str, Any]]:
     # The FTS parser gives meaning to quotes and operators; a student's query is plain words.
-    words = " ".join("".join(ch if ch.isalnum() else " " for ch in query).split())
+    words = normalized_words(query)  # the index lower-cases too
     if not words:
         return []
     return (

@@ -142,12 +142,12 @@ def insert_new(
     MERGE reads the files of its own documents instead of the whole, ever-growing table.
     """
     from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
 
     path = table_path(settings, name)
-    condition = f"t.{key} = s.{key}"
+    condition = F.col(f"t.{key}") == F.col(f"s.{key}")
     if document_ids:
-        listed = ", ".join(sql_string(d) for d in sorted(set(document_ids)))
-        condition += f" AND t.document_id IN ({listed})"
+        condition = condition & F.col("t.document_id").isin(sorted(set(document_ids)))
     retry_on_conflict(  # each attempt opens the table anew: it must see the winning commit
         lambda: (
             DeltaTable.forPath(spark, path)
@@ -158,11 +158,6 @@ def insert_new(
         ),
         what=f"insert into {name}",
     )
-
-
-def sql_string(value: str) -> str:
-    """A Spark SQL string literal."""
-    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def merge_documents(spark: SparkSession, settings: LakeSettings, frame: DataFrame) -> None:
