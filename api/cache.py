@@ -44,7 +44,7 @@ class RedisGateway:
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        from core.cache import redis_client
+        from core.redis import redis_client
 
         self.settings = settings
         self.metrics = metrics

@@ -26,7 +26,7 @@ class SearchService:
     def _open(self) -> tuple[Any, Any]:
         with self._lock:
             if self._db is None:
-                from lake.embedding import get_embedder
+                from processing.embedding import get_embedder
                 from lake.vectors import connect
 
                 self._embedder = get_embedder(self.settings.embedding)

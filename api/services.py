@@ -30,7 +30,7 @@ from api.repositories import (
     UserRepository,
     jsonable,
 )
-from core.cache import document_key, document_list_key
+from core.keys import course_key, course_list_key, document_key, document_list_key, member_key, open_jobs_key
 from core.db import ShardedPostgres
 from core.ids import uuid7
 from core.jobs import JobReporter, JobState
@@ -41,18 +41,6 @@ if TYPE_CHECKING:
     from api.uploads import UploadService
 
 log = logging.getLogger("api.services")
-
-
-def course_key(course_id: str) -> str:
-    return f"course:{course_id}"
-
-
-def member_key(course_id: str, user_id: str) -> str:
-    return f"member:{course_id}:{user_id}"
-
-
-def course_list_key(user_id: str) -> str:
-    return f"user:{user_id}:courses"
 
 
 class UserService:
@@ -255,8 +243,6 @@ class JobService:
         return self.courses.role_of(state.course_id, principal) in ("instructor", "admin")
 
     def open_jobs(self, user_id: str) -> list[JobState]:
-        from core.jobs import open_jobs_key
-
         ids = self.redis.call("open_jobs", lambda c: c.smembers(open_jobs_key(user_id)))
         states = [self.reporter.get(job_id) for job_id in sorted(ids)]
         return [s for s in states if s is not None and s.status in ("queued", "running")]

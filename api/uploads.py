@@ -24,26 +24,22 @@ from api.auth import Principal
 from api.cache import RedisDown
 from api.errors import BadRequest, ProblemError, ServiceUnavailable
 from api.services import CourseService, DocumentService, JobService
+from core.documents import PDF_MAGIC
 from core.events import TOPIC_DOCUMENTS_UPLOADED, DocumentUploaded
 from core.ids import uuid7
 from core.jobs import JobState
+from core.keys import raw_object_key
 from core.settings import Settings
 from lake.store import ObjectStore
 
 log = logging.getLogger("api.uploads")
 
-PDF_MAGIC = b"%PDF-"
 HASH_BLOCK = 1024 * 1024
 JOB_KIND = "ingest_document"
 
 
 class UnsupportedMediaType(ProblemError):
     status, title, slug = 415, "Unsupported Media Type", "unsupported-media-type"
-
-
-def raw_object_key(course_id: str, document_id: str, version: int) -> str:
-    """Immutable key of one version's raw bytes in the raw zone."""
-    return f"raw/uploads/{course_id}/{document_id}/v{version}.pdf"
 
 
 @dataclass(frozen=True)

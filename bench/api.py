@@ -27,7 +27,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.cache import redis_client  # noqa: E402
+from core.redis import redis_client  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from deploy.migrate import create_databases, drop_databases, migrate  # noqa: E402
 

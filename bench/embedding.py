@@ -4,7 +4,7 @@ Compares on real chunks of the generated course book, 2 intra-op threads:
 
 - fp32 sentence-transformers (the reference for cosine, and a speed baseline);
 - int8 ONNX Runtime exported with torch's SDPA attention (how the project first built it);
-- int8 ONNX Runtime exported with plain ("eager") attention (what ``lake.embedding`` builds now);
+- int8 ONNX Runtime exported with plain ("eager") attention (what ``processing.embedding`` builds now);
 
 each int8 model at several batch sizes. Runs are interleaved round by round, so a noisy
 neighbour slows every variant alike; best and median of the rounds are printed. Never asserts.
@@ -26,12 +26,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.settings import STATE, EmbeddingSettings, Settings
-from lake import samples
+from processing import samples
 
 
 def chunk_texts(count: int, settings: Settings) -> list[str]:
-    from lake.chunking import chunk_pages
-    from lake.pdf import extract_pages
+    from processing.chunking import chunk_pages
+    from processing.pdf import extract_pages
 
     book = samples.course_book(max(10, count // 3 + 5))
     chunks = chunk_pages(
@@ -47,7 +47,7 @@ def chunk_texts(count: int, settings: Settings) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
-    from lake.embedding import Embedder, export_onnx_int8
+    from processing.embedding import Embedder, export_onnx_int8
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, default=192)

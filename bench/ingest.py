@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.settings import STATE, EmbeddingSettings, Settings
-from lake import samples
+from processing import samples
 
 STAGES = (
     "bronze",
@@ -49,8 +49,8 @@ WRITE_PARTS = ("write_pages", "write_chunks", "write_lancedb")
 
 
 def _texts(book: samples.SampleBook, settings: Settings) -> list[str]:
-    from lake.chunking import chunk_pages
-    from lake.pdf import extract_pages
+    from processing.chunking import chunk_pages
+    from processing.pdf import extract_pages
 
     pages = extract_pages(book.pdf, 0, book.pages)
     chunks = chunk_pages(
@@ -67,7 +67,7 @@ def bench_precisions(texts: list[str], settings: Settings, *, sample: int) -> li
     """chunks/s of each precision on the driver (settings.embedding.threads) and cosine vs fp32."""
     import numpy as np
 
-    from lake.embedding import Embedder
+    from processing.embedding import Embedder
 
     subset = texts[:sample]
     results, reference = [], None
@@ -95,9 +95,9 @@ def bench_baseline(book: samples.SampleBook, settings: Settings, root: Path) -> 
     from pypdf import PdfReader
     from sentence_transformers import SentenceTransformer
 
-    from lake.chunking import chunk_pages
-    from lake.embedding import model_dir
-    from lake.pdf import Page
+    from processing.chunking import chunk_pages
+    from processing.embedding import model_dir
+    from processing.pdf import Page
     from lake.vectors import chunk_rows
 
     torch.set_num_threads(settings.embedding.threads)
@@ -142,7 +142,8 @@ def bench_pipeline(book: samples.SampleBook, base: Settings, root: Path, *, plac
     from datetime import UTC, datetime
 
     from core.events import TOPIC_DOCUMENTS_UPLOADED, DocumentUploaded
-    from lake.embedding import get_embedder
+    from core.keys import raw_object_key
+    from processing.embedding import get_embedder
     from lake.search import hybrid_search
     from lake.store import object_store
     from lake.vectors import connect
@@ -165,7 +166,7 @@ def bench_pipeline(book: samples.SampleBook, base: Settings, root: Path, *, plac
 
     def upload(data: bytes, name: str) -> DocumentUploaded:
         document_id = str(uuid.uuid4())
-        key = f"raw/uploads/{course}/{document_id}/v1.pdf"
+        key = raw_object_key(course, document_id, 1)
         store.put_stream(key, io.BytesIO(data))
         event = DocumentUploaded(
             event_id=str(uuid.uuid4()), occurred_at=datetime.now(UTC), document_id=document_id, course_id=course,
@@ -308,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     precisions = bench_precisions(texts, settings, sample=args.precision_sample)
     eligible = [p for p in precisions if p["cosine"] >= 0.99]
     chosen = max(eligible, key=lambda p: p["chunks_per_s"])["precision"]
-    from lake.embedding import resolve_precision
+    from processing.embedding import resolve_precision
 
     print(
         f"  -> fastest with mean cosine >= 0.99: {chosen} (setting: {settings.embedding.precision} -> "

@@ -109,7 +109,7 @@ class _Notifications(threading.Thread):
 
 def run_demo(settings: Settings, *, console: Console, pages: int = DEMO_PAGES) -> DemoReport:
     from deploy.migrate import migrate
-    from lake.samples import course_book
+    from processing.samples import course_book
 
     report = DemoReport()
     state = settings.stack.state_dir

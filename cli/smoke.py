@@ -38,7 +38,7 @@ def check_postgres_shards(settings: Settings, run_id: str) -> str:
 
 
 def check_redis(settings: Settings, run_id: str) -> str:
-    from core.cache import redis_client
+    from core.redis import redis_client
 
     client = redis_client(settings.redis)
     key = f"smoke:{run_id}"

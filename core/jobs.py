@@ -13,20 +13,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from core.keys import job_key, notifications_channel, open_jobs_key
+
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 JOB_TTL_S = 7 * 24 * 3600
-
-
-def job_key(job_id: str) -> str:
-    return f"job:{job_id}"
-
-
-def notifications_channel(user_id: str) -> str:
-    return f"notifications:{user_id}"
-
-
-def open_jobs_key(user_id: str) -> str:
-    return f"user:{user_id}:open_jobs"
 
 
 class JobState(BaseModel):

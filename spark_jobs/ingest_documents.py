@@ -57,8 +57,8 @@ from core.events import (
 )
 from core.settings import PROJECT_ROOT, Settings
 from lake import tables
-from lake.chunking import Chunk, chunk_pages
-from lake.pdf import Page, PdfRejected, extract_pages, page_count, require_text
+from processing.chunking import Chunk, chunk_pages
+from processing.pdf import Page, PdfRejected, extract_pages, page_count, require_text
 from spark_jobs.status_postgres import PostgresStatusSink
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ class RedisKafkaStatusSink:
 
     @property
     def reporter(self):  # type: ignore[no-untyped-def]
-        from core.cache import redis_client
+        from core.redis import redis_client
         from core.jobs import JobReporter
 
         if self._redis is None:
@@ -541,7 +541,7 @@ class DocumentIngestor:
         tracker = _ProgressTracker(works, groups, per_task, self.sink)
         vectors = {i: np.zeros((len(w.chunks), 384), dtype=np.float32) for i, w in enumerate(works)}
         if self.settings.embedding.placement == "driver":
-            from lake.embedding import get_embedder
+            from processing.embedding import get_embedder
 
             embedder = get_embedder(self.settings.embedding)
             for gid, index, begin in groups:
@@ -767,7 +767,7 @@ def _extract_partition(blobs: Any) -> Callable:
 
 def _embed_partition(embedding_settings: Any, threads: int, completed: Any) -> Callable:
     def run(groups: Any) -> Any:
-        from lake.embedding import get_embedder
+        from processing.embedding import get_embedder
 
         embedder = get_embedder(embedding_settings, threads=threads)  # once per Python worker
         for gid, index, begin, texts in groups:
@@ -780,7 +780,7 @@ def _embed_partition(embedding_settings: Any, threads: int, completed: Any) -> C
 
 def _warm_up_partition(embedding_settings: Any, threads: int) -> Callable:
     def run(_: Any) -> Any:
-        from lake.embedding import get_embedder
+        from processing.embedding import get_embedder
 
         get_embedder(embedding_settings, threads=threads).encode(["warm-up"])  # cached in this worker
         yield os.getpid()
@@ -841,7 +841,7 @@ def prepare(spark: SparkSession, settings: Settings) -> None:
         [settings.kafka.topic(t) for t in (TOPIC_DOCUMENTS_UPLOADED, TOPIC_DOCUMENTS_INDEXED, TOPIC_DOCUMENTS_FAILED)],
     )
     tables.ensure_tables(spark, settings.lake, change_data_feed=settings.ingest.change_data_feed)
-    from lake.embedding import ensure_onnx_int8, resolve_precision
+    from processing.embedding import ensure_onnx_int8, resolve_precision
 
     precision = resolve_precision(settings.embedding.precision)
     if precision == "int8":
@@ -856,7 +856,7 @@ def warm_up_embedders(spark: SparkSession, settings: Settings) -> None:
     first student's document does not wait for Python workers to start and load it."""
     started = time.perf_counter()
     if settings.embedding.placement == "driver":
-        from lake.embedding import get_embedder
+        from processing.embedding import get_embedder
 
         get_embedder(settings.embedding).encode(["warm-up"])
     else:

@@ -54,7 +54,7 @@ class PostgresStatusSink:
     def _invalidate(self, doc: DocumentUploaded) -> None:
         try:
             if self._redis is None:
-                from core.cache import redis_client
+                from core.redis import redis_client
 
                 self._redis = redis_client(self.settings.redis)
             for key in document_cache_keys(self.settings.redis.key_prefix, doc.course_id, doc.document_id):

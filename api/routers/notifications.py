@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.cache import RedisDown
 from api.errors import Unauthorized
-from core.jobs import notifications_channel
+from core.keys import notifications_channel
 
 router = APIRouter(tags=["notifications"])
 log = logging.getLogger("api.notifications")

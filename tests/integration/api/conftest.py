@@ -44,7 +44,7 @@ def api_settings(settings: Settings, stack, api_run_id: str) -> Iterator[Setting
 
 
 def _delete_prefix(settings: Settings) -> None:
-    from core.cache import redis_client
+    from core.redis import redis_client
 
     client = redis_client(settings.redis)
     try:

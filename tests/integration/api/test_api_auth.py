@@ -46,7 +46,7 @@ def test_refresh_rotates_and_a_revoked_refresh_token_is_refused(client, api_sett
 
 
 def test_reusing_an_old_refresh_token_revokes_the_session(client, api_settings):
-    from core.cache import redis_client
+    from core.redis import redis_client
 
     account = sign_up(client)
     current = _refresh(client, account.refresh_token).json()["refresh_token"]

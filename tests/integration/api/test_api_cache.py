@@ -8,7 +8,7 @@ import pytest
 
 from api.cache import CacheAside, RedisGateway
 from api.metrics import Metrics
-from core.cache import redis_client
+from core.redis import redis_client
 from core.sharding import shard_for
 from tests.integration.api.api_testkit import create_course, derive, shard_conn, sign_up
 

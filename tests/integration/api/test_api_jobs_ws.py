@@ -34,7 +34,7 @@ def _report_from_another_process(settings, job_id: str, updates: list[dict]) -> 
     code = textwrap.dedent(
         f"""
         import json, time
-        from core.cache import redis_client
+        from core.redis import redis_client
         from core.jobs import JobReporter
         from core.settings import RedisSettings
         redis = redis_client(RedisSettings(**json.loads({json.dumps(settings.redis.model_dump_json())})))

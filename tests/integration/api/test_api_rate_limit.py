@@ -2,7 +2,7 @@
 
 import pytest
 
-from core.cache import redis_client
+from core.redis import redis_client
 from tests.integration.api.api_testkit import derive, sign_up
 
 pytestmark = pytest.mark.integration

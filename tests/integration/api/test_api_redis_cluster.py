@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from core.cache import redis_client
+from core.redis import redis_client
 from core.sharding import shard_for
 from deploy.stack import Stack
 from tests.integration.api.api_testkit import create_course, derive, shard_conn, sign_up

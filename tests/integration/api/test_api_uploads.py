@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from core.events import TOPIC_DOCUMENTS_UPLOADED, DocumentUploaded
 from core.sharding import shard_for
-from lake.samples import not_a_pdf, short_pdf
+from processing.samples import not_a_pdf, short_pdf
 from streaming.kafka import json_consumer
 from tests.integration.api.api_testkit import create_course, derive, row_counts, shard_conn, sign_up
 

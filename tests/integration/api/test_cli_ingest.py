@@ -10,7 +10,7 @@ from rich.console import Console
 
 from api.main import create_app
 from cli.ingest import IngestError, collect_pdfs, upload_all
-from lake.samples import not_a_pdf, short_pdf
+from processing.samples import not_a_pdf, short_pdf
 from tests.integration.api.api_testkit import create_course, derive, sign_up
 
 pytestmark = pytest.mark.integration

@@ -21,7 +21,7 @@ import pytest
 from core.events import TOPIC_DOCUMENTS_FAILED, TOPIC_DOCUMENTS_INDEXED, TOPIC_DOCUMENTS_UPLOADED
 from core.ids import chunk_id
 from core.settings import PROJECT_ROOT, IngestSettings
-from lake import pdf, samples
+from processing import pdf, samples
 from lake.tables import BRONZE_DOCUMENT_EVENTS, SILVER_CHUNKS, SILVER_DOCUMENTS, SILVER_PAGES
 from tests.integration.spark_jobs.ingest_testkit import (
     consume_all,
@@ -49,7 +49,7 @@ BROKEN = {
 @pytest.fixture(scope="module")
 def embedder():
     from core.settings import EmbeddingSettings
-    from lake.embedding import get_embedder
+    from processing.embedding import get_embedder
 
     return get_embedder(EmbeddingSettings())
 
@@ -124,7 +124,7 @@ def test_ingest_indexes_good_pdfs_with_equal_chunk_counts_in_delta_and_lancedb(i
 
 
 def test_ingest_fails_broken_pdfs_with_their_reasons_and_dead_letters_them(ingested):
-    from core.cache import redis_client
+    from core.redis import redis_client
     from core.jobs import JobReporter
 
     settings = ingested["settings"]
@@ -153,7 +153,7 @@ def test_ingest_lands_every_event_once_in_bronze(ingested):
 
 
 def test_ingest_reports_progress_and_success_to_the_job(ingested):
-    from core.cache import redis_client
+    from core.redis import redis_client
     from core.jobs import JobReporter
 
     settings = ingested["settings"]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from core.settings import EmbeddingSettings
-from lake.embedding import DIMENSION, get_embedder, loaded_embedders
+from processing.embedding import DIMENSION, get_embedder, loaded_embedders
 
 SENTENCES = [
     "Delta Lake keeps a transaction log next to the Parquet files.",
@@ -55,7 +55,7 @@ def test_encode_of_nothing_is_an_empty_matrix():
 
 
 def test_auto_precision_is_bf16_only_with_bf16_matrix_units():
-    from lake.embedding import resolve_precision
+    from processing.embedding import resolve_precision
 
     assert resolve_precision("auto", {"avx2", "amx_bf16", "amx_tile"}) == "bf16"
     assert resolve_precision("auto", {"avx2", "fma"}) == "int8"
@@ -79,7 +79,7 @@ def test_int8_graph_has_no_sdpa_nan_masking():
     # torch's SDPA export masks padding with IsNaN/Where nodes, which cost ~19% of int8 inference.
     import onnx
 
-    from lake.embedding import ensure_onnx_int8
+    from processing.embedding import ensure_onnx_int8
 
     ops = {node.op_type for node in onnx.load(str(ensure_onnx_int8(EmbeddingSettings()))).graph.node}
     assert "IsNaN" not in ops

@@ -1,6 +1,6 @@
 from core.ids import chunk_id
-from lake.chunking import chunk_pages
-from lake.pdf import Page
+from processing.chunking import chunk_pages
+from processing.pdf import Page
 
 
 def _pages(n: int, chars: int = 900) -> list[Page]:

@@ -1,6 +1,6 @@
 import pytest
 
-from lake import pdf, samples
+from processing import pdf, samples
 
 
 def test_page_count_counts_pages_of_a_text_pdf():

@@ -16,13 +16,3 @@ def redis_client(settings: RedisSettings, *, timeout_s: float = 2.0) -> redis.Re
     if settings.cluster:
         return redis.RedisCluster.from_url(settings.dsn, socket_timeout=timeout_s, decode_responses=True)
     return redis.Redis.from_url(settings.dsn, socket_timeout=timeout_s, decode_responses=True)
-
-
-# Cache keys shared by the API (which caches) and the workers (which invalidate after a
-# status change); both add ``redis.key_prefix`` in front.
-def document_list_key(course_id: str) -> str:
-    return f"course:{course_id}:documents"
-
-
-def document_key(course_id: str, document_id: str) -> str:
-    return f"document:{course_id}:{document_id}"

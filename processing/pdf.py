@@ -12,17 +12,17 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from core.documents import PDF_MAGIC, REASON_NO_TEXT
+
 if TYPE_CHECKING:
     from pypdf import PdfReader
 
-PDF_MAGIC = b"%PDF-"
 # pypdf looks for the header in the first KiB too (some producers put junk before it).
 MAGIC_WINDOW = 1024
 
 REASON_NOT_PDF = "not a PDF: the file does not start with the %PDF- header"
 REASON_ENCRYPTED = "encrypted PDF: it is password protected; upload it without a password"
 REASON_EMPTY = "empty PDF: the document has no pages"
-REASON_NO_TEXT = "no extractable text; scanned/image-only PDFs need OCR, which is not supported"
 
 
 class PdfRejected(Exception):

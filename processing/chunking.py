@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core.ids import chunk_id
-from lake.pdf import Page
+from processing.pdf import Page
 
 PAGE_SEPARATOR = "\n\n"
 

@@ -1,0 +1,1 @@
+"""Document processing: PDF reading, chunking, embedding and sample generation (no storage)."""
