@@ -95,10 +95,10 @@ def bench_baseline(book: samples.SampleBook, settings: Settings, root: Path) -> 
     from pypdf import PdfReader
     from sentence_transformers import SentenceTransformer
 
+    from lake.vectors import chunk_rows
     from processing.chunking import chunk_pages
     from processing.embedding import model_dir
     from processing.pdf import Page
-    from lake.vectors import chunk_rows
 
     torch.set_num_threads(settings.embedding.threads)
     model = SentenceTransformer(str(model_dir(settings.embedding)), device="cpu")
@@ -143,11 +143,12 @@ def bench_pipeline(book: samples.SampleBook, base: Settings, root: Path, *, plac
 
     from core.events import TOPIC_DOCUMENTS_UPLOADED, DocumentUploaded
     from core.keys import raw_object_key
-    from processing.embedding import get_embedder
     from lake.search import hybrid_search
     from lake.store import object_store
     from lake.vectors import connect
-    from spark_jobs.ingest_documents import RedisKafkaStatusSink, prepare, start_stream
+    from processing.embedding import get_embedder
+    from spark_jobs.ingest.status_sinks import RedisKafkaStatusSink
+    from spark_jobs.ingest_documents import prepare, start_stream, stop_stream
     from streaming.kafka import json_producer
 
     run = uuid.uuid4().hex[:8]
@@ -235,7 +236,7 @@ def bench_pipeline(book: samples.SampleBook, base: Settings, root: Path, *, plac
             time.sleep(0.1)
         batch = next(s for s in ingestor.stats if event.document_id in s.indexed_documents)
     finally:
-        query.stop()
+        stop_stream(spark, query)
         producer.close()
         sink.close()
     return {

@@ -1,4 +1,10 @@
-"""Delta tables of the ingestion pipeline: paths, schemas (module constants) and keyed writes.
+"""Delta tables of the ingestion pipeline: paths, one Arrow schema per table, row builders and
+keyed writes.
+
+Each table's schema is defined once, below, as a pyarrow schema; the Spark schema that creates
+and writes the Delta table is derived from it (``spark_schema``), and LanceDB's ``chunks`` table
+derives its schema from ``SILVER_CHUNKS_SCHEMA`` (``lake.vectors.chunks_schema``). Every column
+is nullable, as Delta created them.
 
 Spark (delta-spark) is the one writing engine of these tables. Every write is keyed:
 
@@ -20,14 +26,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import pyarrow as pa
 
 from core.settings import LakeSettings, Settings
 
 if TYPE_CHECKING:
+    import numpy as np
     from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
+
+    from core.events import DocumentUploaded
+    from processing.chunking import Chunk
+    from processing.pdf import Page
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -37,30 +51,160 @@ SILVER_DOCUMENTS = "silver/documents"
 SILVER_PAGES = "silver/pages"
 SILVER_CHUNKS = "silver/chunks"
 
-BRONZE_DOCUMENT_EVENTS_SCHEMA = (
-    "topic STRING, partition INT, offset BIGINT, key STRING, value STRING, kafka_timestamp TIMESTAMP, batch_id BIGINT"
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+BRONZE_DOCUMENT_EVENTS_SCHEMA = pa.schema(
+    [
+        ("topic", pa.string()),
+        ("partition", pa.int32()),
+        ("offset", pa.int64()),
+        ("key", pa.string()),
+        ("value", pa.string()),
+        ("kafka_timestamp", _TIMESTAMP),
+        ("batch_id", pa.int64()),
+    ]
 )
-SILVER_DOCUMENTS_SCHEMA = (
-    "document_id STRING, version INT, course_id STRING, job_id STRING, uploaded_by STRING, filename STRING, "
-    "object_uri STRING, sha256 STRING, size_bytes BIGINT, uploaded_at TIMESTAMP, replaces_version INT, "
-    "status STRING, reason STRING, pages INT, chunks INT, is_current BOOLEAN, "
-    "source_topic STRING, source_partition INT, source_offset BIGINT"
+SILVER_DOCUMENTS_SCHEMA = pa.schema(
+    [
+        ("document_id", pa.string()),
+        ("version", pa.int32()),
+        ("course_id", pa.string()),
+        ("job_id", pa.string()),
+        ("uploaded_by", pa.string()),
+        ("filename", pa.string()),
+        ("object_uri", pa.string()),
+        ("sha256", pa.string()),
+        ("size_bytes", pa.int64()),
+        ("uploaded_at", _TIMESTAMP),
+        ("replaces_version", pa.int32()),
+        ("status", pa.string()),
+        ("reason", pa.string()),
+        ("pages", pa.int32()),
+        ("chunks", pa.int32()),
+        ("is_current", pa.bool_()),
+        ("source_topic", pa.string()),
+        ("source_partition", pa.int32()),
+        ("source_offset", pa.int64()),
+    ]
 )
-SILVER_PAGES_SCHEMA = (
-    "page_id STRING, document_id STRING, version INT, course_id STRING, page_number INT, text STRING, char_count INT"
+SILVER_PAGES_SCHEMA = pa.schema(
+    [
+        ("page_id", pa.string()),
+        ("document_id", pa.string()),
+        ("version", pa.int32()),
+        ("course_id", pa.string()),
+        ("page_number", pa.int32()),
+        ("text", pa.string()),
+        ("char_count", pa.int32()),
+    ]
 )
-SILVER_CHUNKS_SCHEMA = (
-    "chunk_id STRING, document_id STRING, version INT, course_id STRING, chunk_index INT, page_start INT, "
-    "page_end INT, char_start INT, text STRING, embedding ARRAY<FLOAT>"
+SILVER_CHUNKS_SCHEMA = pa.schema(
+    [
+        ("chunk_id", pa.string()),
+        ("document_id", pa.string()),
+        ("version", pa.int32()),
+        ("course_id", pa.string()),
+        ("chunk_index", pa.int32()),
+        ("page_start", pa.int32()),
+        ("page_end", pa.int32()),
+        ("char_start", pa.int32()),
+        ("text", pa.string()),
+        ("embedding", pa.list_(pa.float32())),
+    ]
 )
 
-TABLE_SCHEMAS = {
+TABLE_SCHEMAS: dict[str, pa.Schema] = {
     BRONZE_DOCUMENT_EVENTS: BRONZE_DOCUMENT_EVENTS_SCHEMA,
     SILVER_DOCUMENTS: SILVER_DOCUMENTS_SCHEMA,
     SILVER_PAGES: SILVER_PAGES_SCHEMA,
     SILVER_CHUNKS: SILVER_CHUNKS_SCHEMA,
 }
 SILVER_TABLES = (SILVER_DOCUMENTS, SILVER_PAGES, SILVER_CHUNKS)
+DocumentStatus = Literal["indexed", "failed"]
+
+
+def spark_schema(name: str) -> StructType:
+    """The Spark schema of a lake table, derived from its Arrow schema."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    # Timestamps carry a time zone, so they map to TIMESTAMP (not TIMESTAMP_NTZ) either way.
+    return from_arrow_schema(TABLE_SCHEMAS[name])
+
+
+def arrow_rows(name: str, rows: Iterable[dict[str, Any]]) -> pa.Table:
+    """Rows (dicts from the builders below) as an Arrow table of the lake table's schema."""
+    return pa.Table.from_pylist(list(rows), schema=TABLE_SCHEMAS[name])
+
+
+# ---------------------------------------------------------------------------- row builders
+
+
+def page_row(event: DocumentUploaded, page: Page) -> dict[str, Any]:
+    """A ``silver/pages`` row."""
+    from core.ids import page_id
+
+    return {
+        "page_id": page_id(event.document_id, event.version, page.number),
+        "document_id": event.document_id,
+        "version": event.version,
+        "course_id": event.course_id,
+        "page_number": page.number,
+        "text": page.text,
+        "char_count": len(page.text),
+    }
+
+
+def chunk_row(event: DocumentUploaded, chunk: Chunk, embedding: np.ndarray | Sequence[float]) -> dict[str, Any]:
+    """A ``silver/chunks`` row; LanceDB's row is derived from it (``lake.vectors.from_silver_chunks``)."""
+    return {
+        "chunk_id": chunk.chunk_id,
+        "document_id": event.document_id,
+        "version": event.version,
+        "course_id": event.course_id,
+        "chunk_index": chunk.chunk_index,
+        "page_start": chunk.page_start,
+        "page_end": chunk.page_end,
+        "char_start": chunk.char_start,
+        "text": chunk.text,
+        "embedding": embedding,
+    }
+
+
+def document_row(
+    event: DocumentUploaded,
+    *,
+    status: DocumentStatus,
+    reason: str | None,
+    pages: int | None,
+    chunks: int | None,
+    source: tuple[str, int, int],
+) -> dict[str, Any]:
+    """A ``silver/documents`` row; ``source`` is the event's Kafka (topic, partition, offset)."""
+    topic, partition, offset = source
+    return {
+        "document_id": event.document_id,
+        "version": event.version,
+        "course_id": event.course_id,
+        "job_id": event.job_id,
+        "uploaded_by": event.uploaded_by,
+        "filename": event.filename,
+        "object_uri": event.object_uri,
+        "sha256": event.sha256,
+        "size_bytes": event.size_bytes,
+        "uploaded_at": event.occurred_at,
+        "replaces_version": event.replaces_version,
+        "status": status,
+        "reason": reason,
+        "pages": pages,
+        "chunks": chunks,
+        "is_current": status == "indexed",
+        "source_topic": topic,
+        "source_partition": partition,
+        "source_offset": offset,
+    }
+
+
+# ---------------------------------------------------------------------------- tables and writes
 
 
 def table_path(settings: LakeSettings, name: str) -> str:
@@ -74,13 +218,10 @@ def table_path(settings: LakeSettings, name: str) -> str:
 def ensure_tables(spark: SparkSession, settings: LakeSettings, *, change_data_feed: bool = True) -> None:
     """Creates the bronze and silver tables that do not exist yet (idempotent)."""
     from delta.tables import DeltaTable
-    from pyspark.sql.types import StructType
 
-    for name, ddl in TABLE_SCHEMAS.items():
+    for name in TABLE_SCHEMAS:
         builder = DeltaTable.createIfNotExists(spark).location(table_path(settings, name))
-        schema = StructType.fromDDL(ddl)
-        assert isinstance(schema, StructType)
-        builder = builder.addColumns(schema)
+        builder = builder.addColumns(spark_schema(name))
         if change_data_feed and name in SILVER_TABLES:
             builder = builder.property("delta.enableChangeDataFeed", "true")
         builder.execute()

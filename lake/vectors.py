@@ -11,15 +11,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+
 from core.settings import LanceDBSettings
+from lake.tables import SILVER_CHUNKS_SCHEMA
+from processing.embedding import DIMENSION
 
 if TYPE_CHECKING:
     import lancedb
-    import pyarrow as pa
 
-DIMENSION = 384
 VECTOR_COLUMN = "vector"
 TEXT_COLUMN = "text"
+# LanceDB keeps these columns of ``silver/chunks`` (not ``char_start``), plus the vector,
+# which is silver's ``embedding`` at its fixed width.
+SILVER_EMBEDDING_COLUMN = "embedding"
 CHUNK_COLUMNS = (
     "chunk_id",
     "document_id",
@@ -29,7 +34,7 @@ CHUNK_COLUMNS = (
     "page_start",
     "page_end",
     "text",
-    "vector",
+    VECTOR_COLUMN,
 )
 
 
@@ -40,21 +45,9 @@ def connect(settings: LanceDBSettings) -> lancedb.DBConnection:
 
 
 def chunks_schema() -> pa.Schema:
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            pa.field("chunk_id", pa.string(), nullable=False),
-            pa.field("document_id", pa.string(), nullable=False),
-            pa.field("version", pa.int32(), nullable=False),
-            pa.field("course_id", pa.string(), nullable=False),
-            pa.field("chunk_index", pa.int32(), nullable=False),
-            pa.field("page_start", pa.int32(), nullable=False),
-            pa.field("page_end", pa.int32(), nullable=False),
-            pa.field("text", pa.string(), nullable=False),
-            pa.field(VECTOR_COLUMN, pa.list_(pa.float32(), DIMENSION), nullable=False),
-        ]
-    )
+    """The LanceDB ``chunks`` schema: ``silver/chunks`` columns, all required, and the vector."""
+    fields = [SILVER_CHUNKS_SCHEMA.field(name).with_nullable(False) for name in CHUNK_COLUMNS[:-1]]
+    return pa.schema([*fields, pa.field(VECTOR_COLUMN, pa.list_(pa.float32(), DIMENSION), nullable=False)])
 
 
 def open_chunks(db: lancedb.DBConnection, settings: LanceDBSettings, *, create: bool = True) -> lancedb.table.Table:
@@ -72,9 +65,13 @@ def open_chunks(db: lancedb.DBConnection, settings: LanceDBSettings, *, create: 
 
 def chunk_rows(rows: Iterable[dict[str, Any]]) -> pa.Table:
     """Rows (dicts with CHUNK_COLUMNS) as an Arrow table of the chunks schema."""
-    import pyarrow as pa
-
     return pa.Table.from_pylist(list(rows), schema=chunks_schema())
+
+
+def from_silver_chunks(silver: pa.Table) -> pa.Table:
+    """The LanceDB rows of ``silver/chunks`` rows (``lake.tables.chunk_row``): one row builder for both."""
+    columns = [*CHUNK_COLUMNS[:-1], SILVER_EMBEDDING_COLUMN]
+    return silver.select(columns).rename_columns(list(CHUNK_COLUMNS)).cast(chunks_schema())
 
 
 def upsert_chunks(table: lancedb.table.Table, rows: pa.Table) -> None:
@@ -87,14 +84,6 @@ def upsert_chunks(table: lancedb.table.Table, rows: pa.Table) -> None:
 def delete_other_versions(table: lancedb.table.Table, document_id: str, keep_version: int) -> None:
     """Removes every chunk of ``document_id`` whose version is not ``keep_version``."""
     table.delete(f"document_id = {quote(document_id)} AND version <> {int(keep_version)}")
-
-
-def chunk_ids(table: lancedb.table.Table, *, document_id: str | None = None) -> list[str]:
-    """Every chunk id (optionally of one document), duplicates kept, for consistency checks."""
-    query = table.search().select(["chunk_id"]).limit(None)
-    if document_id is not None:
-        query = query.where(f"document_id = {quote(document_id)}")
-    return query.to_arrow().column("chunk_id").to_pylist()
 
 
 def _index_columns(table: lancedb.table.Table) -> dict[str, str]:

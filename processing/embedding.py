@@ -243,8 +243,3 @@ def get_embedder(settings: EmbeddingSettings, *, threads: int | None = None) -> 
         if embedder is None:
             embedder = _CACHE[key] = Embedder(settings, threads=threads)
         return embedder
-
-
-def loaded_embedders() -> int:
-    """How many models this process has loaded (tests check 'once per worker')."""
-    return len(_CACHE)

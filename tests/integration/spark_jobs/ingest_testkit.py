@@ -50,8 +50,10 @@ def upload(
     document_id: str | None = None,
     version: int = 1,
     replaces_version: int | None = None,
+    publish_event: bool = True,
 ) -> DocumentUploaded:
-    """What the API does: the raw bytes to the object store, then `document.uploaded`."""
+    """What the API does: the raw bytes to the object store, then `document.uploaded`
+    (unless ``publish_event`` is false: the caller alters the event and publishes it)."""
     from lake.store import object_store
 
     document_id = document_id or str(uuid.uuid4())
@@ -72,7 +74,8 @@ def upload(
         sha256=hashlib.sha256(data).hexdigest(),
         replaces_version=replaces_version,
     )
-    publish(settings, producer, event.model_dump(mode="json"), key=document_id)
+    if publish_event:
+        publish(settings, producer, event.model_dump(mode="json"), key=document_id)
     return event
 
 
@@ -115,3 +118,80 @@ def lance_rows(settings: Settings) -> list[dict]:
 
     table = open_chunks(connect(settings.lancedb), settings.lancedb)
     return table.to_arrow().select(["chunk_id", "document_id", "version", "course_id"]).to_pylist()
+
+
+def expected_chunk_ids(settings: Settings, data: bytes, *, document_id: str, version: int = 1) -> set[str]:
+    """The chunk ids a document must end with, derived from its PDF independently of the job:
+    the same extraction and chunking, run here on the same bytes with the same settings."""
+    from processing.chunking import chunk_pages
+    from processing.pdf import extract_pages, page_count
+
+    pages = extract_pages(data, 0, page_count(data))
+    chunks = chunk_pages(
+        pages,
+        document_id=document_id,
+        version=version,
+        chunk_size=settings.ingest.chunk_size,
+        chunk_overlap=settings.ingest.chunk_overlap,
+    )
+    return {c.chunk_id for c in chunks}
+
+
+class RecordingSink:
+    """A status sink that keeps every call, to check what was reported and in which order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str | None, dict]] = []
+
+    def started(self, doc, *, pages_total):
+        self.calls.append(("started", doc.document_id, {"pages_total": pages_total}))
+
+    def progress(self, doc, *, pages_done, pages_total, eta_s):
+        self.calls.append(("progress", doc.document_id, {"pages_done": pages_done, "pages_total": pages_total}))
+
+    def indexed(self, doc, *, pages, chunks, seconds):
+        self.calls.append(("indexed", doc.document_id, {"pages": pages, "chunks": chunks}))
+
+    def failed(self, doc, *, reason, raw=None):
+        self.calls.append(("failed", doc.document_id if doc else None, {"reason": reason}))
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
+
+    def of(self, kind: str, document_id: str | None) -> list[dict]:
+        return [values for k, d, values in self.calls if k == kind and d == document_id]
+
+
+def refused_connection() -> ConnectionRefusedError:
+    """A real ConnectionRefusedError: a connect to a local port that was bound, then closed."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError as exc:
+        return exc
+    raise AssertionError(f"port {port} accepted a connection")
+
+
+class UnreachableFor:
+    """An ObjectStore whose reads of ``key`` meet a refused connection ``failures`` times, then
+    reach the real store: an object store that is down for a moment."""
+
+    def __init__(self, store, *, key_suffix: str, failures: int) -> None:
+        self.store, self.key_suffix, self.failures = store, key_suffix, failures
+        self.reads: dict[str, int] = {}
+
+    def get_bytes(self, key: str) -> bytes:
+        self.reads[key] = self.reads.get(key, 0) + 1
+        if key.endswith(self.key_suffix) and self.reads[key] <= self.failures:
+            raise refused_connection()
+        return self.store.get_bytes(key)
+
+    def __getattr__(self, name: str):
+        return getattr(self.store, name)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from core.settings import EmbeddingSettings
-from processing.embedding import DIMENSION, get_embedder, loaded_embedders
+from processing import embedding
+from processing.embedding import DIMENSION, get_embedder
 
 SENTENCES = [
     "Delta Lake keeps a transaction log next to the Parquet files.",
@@ -42,12 +43,17 @@ def test_encode_at_lower_precision_stays_close_to_fp32(fp32, precision):
     assert cosine.mean() >= 0.99, cosine
 
 
+def _loaded_embedders() -> int:
+    """How many models this process has loaded."""
+    return len(embedding._CACHE)
+
+
 def test_get_embedder_loads_the_model_once_per_process():
     settings = EmbeddingSettings(precision="int8")
     first = get_embedder(settings)
-    count = loaded_embedders()
+    count = _loaded_embedders()
     assert get_embedder(EmbeddingSettings(precision="int8")) is first
-    assert loaded_embedders() == count
+    assert _loaded_embedders() == count
 
 
 def test_encode_of_nothing_is_an_empty_matrix():

@@ -1,0 +1,244 @@
+"""The foreachBatch handler: one micro-batch of upload events in, silver + LanceDB out.
+
+Steps, in order (each takes and returns values, see ``documents``):
+
+1. the Kafka rows are appended to ``bronze/document_events`` beside the processing;
+2. events are parsed; invalid ones are dead-lettered with their raw text, never a crash;
+3. documents whose ``silver/documents`` row is already final are re-reported and skipped;
+4. each raw upload is read (transient store errors retried), hash-checked and its pages counted;
+5. one Spark job extracts text over page ranges; chunks are cut on the driver;
+6. one Spark job (or the driver) embeds the chunks, reporting pages done and an ETA;
+7. silver pages / chunks and LanceDB are written side by side, ``silver/documents`` last;
+8. every outcome goes to the ``DocumentStatusSink``; it is flushed before the batch commits.
+
+A document's own problem fails that document only; an infrastructure error (a Delta or
+LanceDB write) fails the micro-batch, and the restarted stream replays it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lake import tables
+from spark_jobs.ingest import embed, extract, writes
+from spark_jobs.ingest.documents import DocumentOutcome, EmbeddedDocument, FailedDocument, OpenedDocument
+from spark_jobs.ingest.events import SourceEvent, Upload, sort_events
+from spark_jobs.ingest.progress import ProgressUpdate
+from spark_jobs.ingest.raw import RawUploadReader, RetryPolicy, open_document
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from core.settings import Settings
+    from lake.store import ObjectStore
+    from spark_jobs.ingest.status_sinks import DocumentStatusSink
+
+log = logging.getLogger("spark_jobs.ingest_documents")
+
+
+@dataclass
+class BatchStats:
+    """What one micro-batch did, and the seconds each stage took."""
+
+    batch_id: int
+    events: int = 0
+    indexed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    pages: int = 0
+    chunks: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    indexed_documents: list[str] = field(default_factory=list)
+
+    @contextmanager
+    def lap(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
+
+
+def is_final(row: dict[str, Any], upload: Upload) -> bool:
+    """A final ``silver/documents`` row ends the upload's processing, unless the upload is a
+    retry (``attempt`` > 1) of a version that failed: that one is processed again."""
+    attempt = getattr(upload.event, "attempt", 1)
+    return row["status"] == "indexed" or attempt <= 1
+
+
+class DocumentIngestor:
+    """The foreachBatch handler: one micro-batch of upload events in, silver + LanceDB out."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        settings: Settings,
+        sink: DocumentStatusSink,
+        *,
+        app_id: str,
+        raw_store: ObjectStore | None = None,
+    ) -> None:
+        self.spark = spark
+        self.settings = settings
+        self.sink = sink
+        self.app_id = app_id
+        self.reader = RawUploadReader(
+            settings.object_store, RetryPolicy.from_settings(settings.ingest), store=raw_store
+        )
+        self.lance = writes.LanceChunks(settings)
+        self.stats: list[BatchStats] = []
+
+    def process_batch(self, batch: DataFrame, batch_id: int) -> None:
+        from pyspark.sql import functions as F
+
+        stats = BatchStats(batch_id)
+        with stats.lap("bronze"):
+            # One read of the Kafka slice; the bronze append of these rows then runs beside the
+            # processing (its own Spark job) and is joined before the batch may commit.
+            rows = batch.select(
+                F.col("topic"),
+                F.col("partition").cast("int").alias("partition"),
+                F.col("offset"),
+                F.col("key").cast("string").alias("key"),
+                F.col("value").cast("string").alias("value"),
+                F.col("timestamp").alias("kafka_timestamp"),
+                F.lit(batch_id).cast("bigint").alias("batch_id"),
+            ).collect()
+            bronze = writes.in_background(
+                lambda: writes.append_bronze(self.spark, self.settings, rows, app_id=self.app_id, batch_id=batch_id)
+            )
+        sources = [SourceEvent(r["topic"], r["partition"], r["offset"], r["key"], r["value"]) for r in rows]
+        stats.events = len(sources)
+        try:
+            if sources:
+                self._process(sources, stats)
+        finally:
+            with stats.lap("bronze_wait"):
+                bronze.result()
+        self.sink.flush()
+        self.stats.append(stats)
+        log.info("batch %s: %s", batch_id, stats)
+
+    def _process(self, sources: list[SourceEvent], stats: BatchStats) -> None:
+        events = sort_events(sources, started=time.perf_counter())
+        stats.skipped += events.duplicates
+        for dead in events.dead_letters:
+            self.sink.failed(None, reason=dead.reason, raw=dead.raw)
+            stats.failed += 1
+        if not events.uploads:
+            return
+        with stats.lap("lookup"):
+            uploads = self._skip_finished(events.uploads, stats)
+        with stats.lap("read"):
+            opened = [open_document(upload, self.reader) for upload in uploads]
+            for document in opened:
+                if isinstance(document, OpenedDocument):
+                    self.sink.started(document.upload.event, pages_total=document.pages_total)
+        readable = [d for d in opened if isinstance(d, OpenedDocument)]
+        with stats.lap("extract"):
+            extracted = extract.extract(self.spark, readable, pages_per_task=self.settings.ingest.pages_per_task)
+        with stats.lap("chunk"):
+            parsed = [d if isinstance(d, FailedDocument) else extract.chunk(d, self.settings.ingest) for d in extracted]
+        chunked = [d for d in parsed if not isinstance(d, FailedDocument)]
+        with stats.lap("embed"):
+            embedded = embed.embed(self.spark, self.settings, chunked, report=self._progress_reporter(chunked))
+        with stats.lap("write_silver_lancedb"):
+            self._write_content(embedded, stats)
+        failed = [d for d in (*opened, *parsed) if isinstance(d, FailedDocument)]
+        outcomes: list[DocumentOutcome] = [*embedded, *failed]
+        with stats.lap("write_documents"):
+            writes.write_documents(self.spark, self.settings, outcomes)
+        with stats.lap("report"):
+            self._report(outcomes, stats)
+
+    def _skip_finished(self, uploads: Sequence[Upload], stats: BatchStats) -> list[Upload]:
+        """Documents whose silver row is final were fully written before: re-report, skip."""
+        rows = tables.read_final_documents(self.settings, sorted({u.event.document_id for u in uploads}))
+        final = {(r["document_id"], r["version"]): r for r in rows}
+        todo = []
+        for upload in uploads:
+            row = final.get((upload.event.document_id, upload.event.version))
+            if row is None or not is_final(row, upload):
+                todo.append(upload)
+                continue
+            stats.skipped += 1
+            if row["status"] == "indexed":
+                self.sink.indexed(upload.event, pages=row["pages"] or 0, chunks=row["chunks"] or 0, seconds=0.0)
+            else:
+                self.sink.failed(upload.event, reason=row["reason"] or "failed")
+        return todo
+
+    def _progress_reporter(self, documents: Sequence[Any]) -> embed.ReportProgress:
+        def report(update: ProgressUpdate) -> None:
+            event = documents[update.index].upload.event
+            try:
+                self.sink.progress(
+                    event, pages_done=update.pages_done, pages_total=update.pages_total, eta_s=update.eta_s
+                )
+            except Exception:
+                log.warning("progress report failed for %s", event.document_id, exc_info=True)
+
+        return report
+
+    def _write_content(self, documents: Sequence[EmbeddedDocument], stats: BatchStats) -> None:
+        """Three independent keyed writes side by side: Delta MERGEs are mostly latency."""
+        if not documents:
+            return
+        chunks = writes.chunk_rows(documents)
+        pages = writes.page_rows(documents)
+        document_ids = [d.upload.event.document_id for d in documents]
+
+        def timed(stage: str, write: Any) -> Any:
+            def run() -> None:
+                with stats.lap(stage):
+                    write()
+
+            return run
+
+        lance = writes.in_background(timed("write_lancedb", lambda: self.lance.write(documents, chunks)))
+        pages_write = writes.in_background(
+            timed(
+                "write_pages",
+                lambda: writes.insert_silver(
+                    self.spark,
+                    self.settings,
+                    name=tables.SILVER_PAGES,
+                    rows=pages,
+                    key="page_id",
+                    document_ids=document_ids,
+                ),
+            )
+        )
+        timed(
+            "write_chunks",
+            lambda: writes.insert_silver(
+                self.spark,
+                self.settings,
+                name=tables.SILVER_CHUNKS,
+                rows=chunks,
+                key="chunk_id",
+                document_ids=document_ids,
+            ),
+        )()
+        pages_write.result()
+        lance.result()
+
+    def _report(self, outcomes: Sequence[DocumentOutcome], stats: BatchStats) -> None:
+        for outcome in outcomes:
+            event = outcome.upload.event
+            if isinstance(outcome, FailedDocument):
+                self.sink.failed(event, reason=outcome.reason)
+                stats.failed += 1
+                continue
+            parsed = outcome.parsed
+            seconds = time.perf_counter() - outcome.upload.started
+            self.sink.indexed(event, pages=parsed.pages_total, chunks=len(parsed.chunks), seconds=seconds)
+            stats.indexed += 1
+            stats.indexed_documents.append(event.document_id)
+            stats.pages += parsed.pages_total
+            stats.chunks += len(parsed.chunks)

@@ -1,0 +1,95 @@
+"""Text extraction: one Spark job over (document, page range) rows, pypdf in parallel tasks,
+then chunking on the driver."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from core.documents import REASON_NO_TEXT
+from processing.chunking import chunk_pages
+from processing.pdf import Page, PdfRejected, extract_pages, require_text
+from spark_jobs.ingest.documents import FailedDocument, OpenedDocument, ParsedDocument
+from spark_jobs.ingest.pages import extraction_ranges
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from core.settings import IngestSettings
+
+ExtractedRange = tuple[int, list[tuple[int, str]], str | None]
+
+
+def extract_partition(blobs: Any) -> Callable[[Iterable[tuple[int, int, int]]], Iterator[ExtractedRange]]:
+    """The task closure: (document index, start, stop) rows -> (index, [(page number, text)], error)."""
+
+    def run(rows: Iterable[tuple[int, int, int]]) -> Iterator[ExtractedRange]:
+        for index, start, stop in rows:
+            try:
+                pages = extract_pages(blobs.value[index], start, stop)
+                yield index, [(p.number, p.text) for p in pages], None
+            except PdfRejected as exc:
+                yield index, [], exc.reason
+            except Exception as exc:  # noqa: BLE001 - a damaged page range fails its document only
+                yield index, [], f"corrupt PDF: pages {start + 1}-{stop} unreadable: {type(exc).__name__}: {exc}"[:300]
+
+    return run
+
+
+def gather_pages(
+    documents: Sequence[OpenedDocument], results: Sequence[ExtractedRange]
+) -> list[ParsedDocument | FailedDocument]:
+    """Each document's pages in order, or its first extraction error, or the no-text rejection."""
+    pages: dict[int, list[Page]] = {i: [] for i in range(len(documents))}
+    errors: dict[int, str] = {}
+    for index, numbered_texts, error in results:
+        if error:
+            errors.setdefault(index, error)
+        pages[index].extend(Page(number, text) for number, text in numbered_texts)
+    out: list[ParsedDocument | FailedDocument] = []
+    for index, document in enumerate(documents):
+        if index in errors:
+            out.append(FailedDocument(document.upload, errors[index], document.pages_total))
+            continue
+        ordered = tuple(sorted(pages[index], key=lambda p: p.number))
+        try:
+            require_text(list(ordered))
+        except PdfRejected as exc:
+            out.append(FailedDocument(document.upload, exc.reason, document.pages_total))
+            continue
+        out.append(ParsedDocument(document.upload, document.pages_total, ordered))
+    return out
+
+
+def extract(
+    spark: SparkSession, documents: Sequence[OpenedDocument], *, pages_per_task: int
+) -> list[ParsedDocument | FailedDocument]:
+    """One Spark job over (document, page range) rows: pypdf runs in parallel tasks."""
+    if not documents:
+        return []
+    sc = spark.sparkContext
+    ranges = extraction_ranges(
+        [d.pages_total for d in documents], pages_per_task=pages_per_task, slots=sc.defaultParallelism
+    )
+    blobs = sc.broadcast({i: d.data for i, d in enumerate(documents)})
+    try:
+        sc.setJobDescription(f"extract {len(documents)} document(s), {len(ranges)} page ranges")
+        results = sc.parallelize(ranges, len(ranges)).mapPartitions(extract_partition(blobs)).collect()
+    finally:
+        blobs.unpersist()
+    return gather_pages(documents, results)
+
+
+def chunk(document: ParsedDocument, settings: IngestSettings) -> ParsedDocument | FailedDocument:
+    """The document's chunks with page spans and stable ids (on the driver)."""
+    event = document.upload.event
+    chunks = chunk_pages(
+        document.pages,
+        document_id=event.document_id,
+        version=event.version,
+        chunk_size=settings.chunk_size,
+        chunk_overlap=settings.chunk_overlap,
+    )
+    if not chunks:
+        return FailedDocument(document.upload, REASON_NO_TEXT, document.pages_total)
+    return ParsedDocument(document.upload, document.pages_total, document.pages, tuple(chunks))

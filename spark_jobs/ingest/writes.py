@@ -1,0 +1,128 @@
+"""The keyed writes of a micro-batch: bronze events, silver pages / chunks / documents, LanceDB.
+
+Every write is replay-safe: bronze by Delta's idempotent append (txnAppId/txnVersion), silver
+pages and chunks by insert-only MERGEs on stable ids, documents by MERGE on (id, version), and
+LanceDB by ``merge_insert`` on chunk id. The chunk rows are built once (``lake.tables.chunk_row``)
+and LanceDB's rows derived from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from lake import tables
+from spark_jobs.ingest.documents import DocumentOutcome, EmbeddedDocument, FailedDocument
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyspark.sql import SparkSession
+
+    from core.settings import Settings
+
+T = TypeVar("T")
+
+
+def in_background(function: Callable[[], T]) -> Future[T]:
+    """Runs ``function`` on its own thread; the caller joins it with ``result()``."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-write")
+    future = pool.submit(function)
+    pool.shutdown(wait=False)
+    return future
+
+
+def append_bronze(spark: SparkSession, settings: Settings, rows: Sequence[Any], *, app_id: str, batch_id: int) -> None:
+    """The micro-batch's raw Kafka rows, once (Delta skips a txnVersion it has seen)."""
+    frame = spark.createDataFrame([tuple(r) for r in rows], schema=tables.spark_schema(tables.BRONZE_DOCUMENT_EVENTS))
+    tables.append_bronze(frame, settings.lake, app_id=app_id, batch_id=batch_id)
+
+
+def page_rows(documents: Sequence[EmbeddedDocument]) -> pa.Table:
+    return tables.arrow_rows(
+        tables.SILVER_PAGES, (tables.page_row(d.upload.event, p) for d in documents for p in d.parsed.pages)
+    )
+
+
+def chunk_rows(documents: Sequence[EmbeddedDocument]) -> pa.Table:
+    """``silver/chunks`` rows of the documents: the one place a chunk row is built."""
+    return tables.arrow_rows(
+        tables.SILVER_CHUNKS,
+        (tables.chunk_row(d.upload.event, c, d.vectors[c.chunk_index]) for d in documents for c in d.parsed.chunks),
+    )
+
+
+def insert_silver(
+    spark: SparkSession, settings: Settings, *, name: str, rows: pa.Table, key: str, document_ids: list[str]
+) -> None:
+    """Insert-only MERGE of ``rows`` into a silver table; only these documents' files are read."""
+    tables.insert_new(
+        spark, settings.lake, name=name, frame=spark.createDataFrame(rows), key=key, document_ids=document_ids
+    )
+
+
+class LanceChunks:
+    """The LanceDB ``chunks`` table, opened once per job."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._table: Any = None
+
+    def table(self) -> Any:
+        from lake.vectors import connect, open_chunks
+
+        if self._table is None:
+            self._table = open_chunks(connect(self.settings.lancedb), self.settings.lancedb)
+        return self._table
+
+    def write(self, documents: Sequence[EmbeddedDocument], chunks: pa.Table) -> None:
+        """Upserts the chunks on chunk id, then drops the chunks of versions these replace."""
+        from lake.vectors import delete_other_versions, ensure_vector_index, from_silver_chunks, upsert_chunks
+
+        if not documents:
+            return
+        table = self.table()
+        upsert_chunks(table, from_silver_chunks(chunks))
+        for document in documents:
+            event = document.upload.event
+            if event.replaces_version is not None:
+                delete_other_versions(table, event.document_id, event.version)
+        ensure_vector_index(table, self.settings.lancedb)
+
+
+def document_rows(outcomes: Sequence[DocumentOutcome]) -> pa.Table:
+    rows = []
+    for outcome in outcomes:
+        upload = outcome.upload
+        if isinstance(outcome, FailedDocument):
+            row = tables.document_row(
+                upload.event,
+                status="failed",
+                reason=outcome.reason,
+                pages=outcome.pages_total or None,
+                chunks=None,
+                source=upload.source.position,
+            )
+        else:
+            row = tables.document_row(
+                upload.event,
+                status="indexed",
+                reason=None,
+                pages=outcome.parsed.pages_total,
+                chunks=len(outcome.parsed.chunks),
+                source=upload.source.position,
+            )
+        rows.append(row)
+    return tables.arrow_rows(tables.SILVER_DOCUMENTS, rows)
+
+
+def write_documents(spark: SparkSession, settings: Settings, outcomes: Sequence[DocumentOutcome]) -> None:
+    """MERGEs the documents' final rows (last: a final row means everything else is written),
+    then marks the versions an indexed one replaces as no longer current."""
+    if not outcomes:
+        return
+    tables.merge_documents(spark, settings.lake, spark.createDataFrame(document_rows(outcomes)))
+    for outcome in outcomes:
+        event = outcome.upload.event
+        if isinstance(outcome, EmbeddedDocument) and event.replaces_version is not None:
+            tables.supersede_versions(spark, settings.lake, event.document_id, event.version)
