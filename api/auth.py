@@ -7,6 +7,10 @@
   exists in Redis (``session:{sid}``) *and* names the session's current ``jti``. Refreshing
   rotates the jti; presenting an old one again is treated as theft and revokes the session.
   Logout deletes the session. Sessions need Redis: login/refresh answer 503 without it.
+* Ending a session (logout, or an old refresh token presented again) also puts its id on a
+  denylist (``revoked:session:{sid}``) for one access-token lifetime, so the session's access
+  tokens answer 401 at once. The check is one Redis read per request; while Redis is down it is
+  skipped (fail open: the stateless verification above still holds).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from api.cache import RedisDown, RedisGateway
 from api.errors import ServiceUnavailable, Unauthorized
+from core.keys import revoked_session_key, session_key
 from core.settings import APISettings
 
 Role = Literal["student", "instructor", "admin"]
@@ -65,10 +70,10 @@ class TokenPair:
 
 
 class TokenService:
-    def __init__(self, settings: APISettings, redis: RedisGateway) -> None:
+    def __init__(self, settings: APISettings, redis: RedisGateway, *, secret: str) -> None:
         self.settings = settings
         self.redis = redis
-        self._secret = settings.jwt_secret.get_secret_value()
+        self._secret = secret
 
     # ---- encoding --------------------------------------------------------------------------
     def _encode(self, claims: dict, ttl_s: int) -> str:
@@ -104,6 +109,18 @@ class TokenService:
         except (ValueError, KeyError) as exc:
             raise Unauthorized("The access token is invalid.") from exc
 
+    def require_live_session(self, principal: Principal) -> None:
+        """Refuses an access token whose session has ended (logout, refresh-token reuse)."""
+        if not principal.session_id:
+            return
+        key = self.redis.key(revoked_session_key(principal.session_id))
+        try:
+            revoked = self.redis.call("session_revoked", lambda c: c.exists(key))
+        except RedisDown:
+            return
+        if revoked:
+            raise Unauthorized("The session of this access token has ended; log in again.")
+
     def peek_user_id(self, token: str) -> str | None:
         """The verified subject of an access token, or None (used by the rate limiter)."""
         try:
@@ -113,7 +130,13 @@ class TokenService:
 
     # ---- sessions ---------------------------------------------------------------------------
     def _session_key(self, session_id: str) -> str:
-        return self.redis.key(f"session:{session_id}")
+        return self.redis.key(session_key(session_id))
+
+    def _end_session(self, session_id: str) -> None:
+        """Deletes the session and denylists its access tokens for as long as one can live."""
+        key, revoked = self._session_key(session_id), self.redis.key(revoked_session_key(session_id))
+        ttl = self.settings.access_token_ttl_s
+        self.redis.call("session_revoke", lambda c: (c.set(revoked, "1", ex=ttl), c.delete(key)))
 
     def start_session(self, *, user_id: uuid.UUID, role: Role, user_agent: str = "") -> TokenPair:
         """Login: creates a session in Redis and issues both tokens."""
@@ -151,7 +174,7 @@ class TokenService:
             raise Unauthorized("The refresh token has been revoked.")
         if session.get("jti") != jti:
             # An old refresh token came back: someone kept a copy. End the whole session.
-            self.redis.call("session_revoke", lambda c: c.delete(key))
+            self._end_session(session_id)
             raise Unauthorized("The refresh token has been revoked.")
         new_jti = secrets.token_urlsafe(16)
         # Compare-and-set so two concurrent refreshes with the same token cannot both win.
@@ -174,10 +197,9 @@ class TokenService:
         return bool(client.eval(self._ROTATE, 1, key, old, new))
 
     def revoke(self, refresh_token: str) -> None:
-        """Logout: deletes the session, so its refresh token is refused from now on."""
+        """Logout: ends the session; its refresh token and its access tokens are refused from now on."""
         claims = self._decode(refresh_token, "refresh")
-        key = self._session_key(str(claims.get("sid", "")))
         try:
-            self.redis.call("session_revoke", lambda c: c.delete(key))
+            self._end_session(str(claims.get("sid", "")))
         except RedisDown as exc:
             raise ServiceUnavailable("Sessions are unavailable right now; try again shortly.") from exc

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, WebSocket
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal
+from api.container import Services
 from api.errors import ServiceUnavailable, Unauthorized
-from api.services import Services
 
 # Dependencies are async: they never block, so they run on the event loop instead of costing
 # a thread-pool hop each (the endpoints that touch PostgreSQL/Redis stay sync, in the pool).
@@ -27,13 +28,24 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+async def get_websocket_services(websocket: WebSocket) -> Services | None:
+    """The services for a WebSocket route (None while starting: the route closes with 1013)."""
+    return getattr(websocket.app.state, "services", None)
+
+
+WebSocketServicesDep = Annotated[Services | None, Depends(get_websocket_services)]
+
+
 async def current_principal(
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("Send an access token: Authorization: Bearer <token>.")
-    return services.tokens.principal(credentials.credentials)
+    principal = services.tokens.principal(credentials.credentials)
+    # The revocation check is a Redis read: in the thread pool, never blocking the event loop.
+    await run_in_threadpool(services.tokens.require_live_session, principal)
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]

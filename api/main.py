@@ -13,12 +13,12 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
+from api.container import Services
 from api.context import configure_logging, install_log_record_factory
 from api.errors import PROBLEM_MEDIA_TYPE, install_error_handlers, problem_responses
 from api.metrics import Metrics
 from api.middleware import BodyLimitMiddleware, RateLimitMiddleware, RequestContextMiddleware
 from api.routers import auth, courses, documents, health, jobs, notifications, users
-from api.services import Services
 from core.settings import Settings
 
 DESCRIPTION = """\

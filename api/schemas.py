@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+
+from core.documents import DocumentStatus
 
 JOIN_CODE_PATTERN = r"^[A-HJ-NP-Z2-9]{8}$"  # no 0/O/1/I: read aloud in a lecture hall
 
 
+# C0 controls except tab, newline, carriage return; DEL. PostgreSQL cannot store NUL at all, and
+# the others only forge log lines or terminal output.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: object) -> object:
+        if isinstance(value, str) and _CONTROL_CHARACTERS.search(value):
+            raise ValueError("must not contain NUL or other control characters")
+        return value
 
 
 class _Response(BaseModel):
@@ -58,6 +73,8 @@ class CourseCreate(_Request):
 
 
 class CourseUpdate(_Request):
+    """Fields left out, or sent as null, keep their current value."""
+
     title: str | None = Field(None, min_length=1, max_length=200)
     description: str | None = Field(None, max_length=5000)
 
@@ -89,7 +106,7 @@ class Document(_Response):
     filename: str
     sha256: str
     size_bytes: int
-    status: str
+    status: DocumentStatus
     pages: int | None
     chunks: int | None
     error: str | None
@@ -139,7 +156,8 @@ class UploadedDocument(_Response):
     document_id: uuid.UUID
     version: int
     job_id: uuid.UUID | None = Field(description="The processing job; null when the bytes were already uploaded")
-    status: str
+    filename: str = Field(description="The display name kept for the file (path parts and control characters removed)")
+    status: DocumentStatus
     duplicate: bool = Field(description="True when the same bytes already exist in this course")
     location: str = Field(description="Where to follow this upload: the job, or the existing document")
 

@@ -14,37 +14,32 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from api.auth import Principal, TokenService
+from api.auth import Principal
 from api.cache import CacheAside, RedisDown, RedisGateway
 from api.errors import Conflict, Forbidden, NotFound
-from api.metrics import Metrics
-from api.ratelimit import RateLimiter
-from api.repositories import (
-    CourseRepository,
-    DocumentRepository,
-    EmailTaken,
-    JobRepository,
-    UserRepository,
-    jsonable,
-)
-from core.keys import course_key, course_list_key, document_key, document_list_key, member_key, open_jobs_key
-from core.db import ShardedPostgres
 from core.ids import uuid7
 from core.jobs import JobReporter, JobState
-from core.settings import Settings
-
-if TYPE_CHECKING:
-    from api.search import SearchService
-    from api.uploads import UploadService
+from core.keys import (
+    course_key,
+    course_list_key,
+    document_cache_keys,
+    document_key,
+    document_list_key,
+    member_key,
+    open_jobs_key,
+)
+from records.courses import CourseRecords
+from records.documents import DocumentRecords
+from records.rows import jsonable
+from records.users import EmailTaken, UserRecords
 
 log = logging.getLogger("api.services")
 
 
 class UserService:
-    def __init__(self, repo: UserRepository) -> None:
+    def __init__(self, repo: UserRecords) -> None:
         self.repo = repo
 
     def sign_up(self, *, email: str, password_hash: str, role: str, display_name: str) -> dict[str, Any]:
@@ -55,6 +50,10 @@ class UserService:
         except EmailTaken as exc:
             raise Conflict("An account with this email already exists.") from exc
 
+    def credentials(self, email: str) -> dict[str, Any] | None:
+        """The account owning ``email`` with its password hash (for login only)."""
+        return self.repo.credentials_by_email(email)
+
     def get(self, user_id: uuid.UUID) -> dict[str, Any]:
         row = self.repo.get(user_id)
         if row is None:
@@ -63,7 +62,7 @@ class UserService:
 
 
 class CourseService:
-    def __init__(self, repo: CourseRepository, cache: CacheAside) -> None:
+    def __init__(self, repo: CourseRecords, cache: CacheAside) -> None:
         self.repo = repo
         self.cache = cache
 
@@ -153,10 +152,10 @@ def present_course(course: dict[str, Any], role: str) -> dict[str, Any]:
 
 
 class DocumentService:
-    """Document metadata reads (cached) and the write the ingestion service records through."""
+    """Document metadata: cached reads, and the API's writes (new versions, publish failures)."""
 
-    def __init__(self, repo: DocumentRepository, courses: CourseService, cache: CacheAside) -> None:
-        self.repo = repo
+    def __init__(self, records: DocumentRecords, courses: CourseService, cache: CacheAside) -> None:
+        self.records = records
         self.courses = courses
         self.cache = cache
 
@@ -164,32 +163,66 @@ class DocumentService:
         self.courses.require_visible(course_id, principal)
         cid = str(course_id)
         return self.cache.get_or_load(
-            "document_list", document_list_key(cid), lambda: [jsonable(r) for r in self.repo.list(cid)]
+            "document_list", document_list_key(cid), lambda: [jsonable(r) for r in self.records.latest_versions(cid)]
         )
 
     def get(self, course_id: uuid.UUID, document_id: uuid.UUID, principal: Principal) -> dict[str, Any]:
         self.courses.require_visible(course_id, principal)
         cid, did = str(course_id), str(document_id)
-        row = self.cache.get_or_load("document", document_key(cid, did), lambda: jsonable(self.repo.get(cid, did)))
+        row = self.cache.get_or_load("document", document_key(cid, did), lambda: jsonable(self.records.get(cid, did)))
         if row is None:
             raise NotFound("No document with this id in this course.")
         return row
 
-    def record(self, document: dict[str, Any]) -> dict[str, Any]:
-        """Upserts a document version and invalidates its cache entries (for the ingestion path)."""
-        row = jsonable(self.repo.upsert(document))
-        self.cache.invalidate(document_key(row["course_id"], row["id"]), document_list_key(row["course_id"]))
+    def same_content(self, course_id: str, sha256: str) -> dict[str, Any] | None:
+        """The latest version in the course with these exact bytes, if any (read uncached)."""
+        return jsonable(self.records.find_by_sha256(course_id, sha256))
+
+    def create_version(self, document: dict[str, Any], *, job: JobState) -> dict[str, Any]:
+        """Records a new version and its job in one transaction, then drops the stale cache entries.
+
+        Raises ``psycopg.errors.UniqueViolation`` if a concurrent upload recorded the same bytes."""
+        row = jsonable(self.records.insert_version(document, job=job))
+        self.cache.invalidate(*document_cache_keys(row["course_id"], row["id"]))
         return row
+
+    def fail(self, *, course_id: str, document_id: str, version: int, job: JobState, reason: str) -> None:
+        """Marks a version (and its job) failed with ``reason``: nothing will process it."""
+        self.records.transition(
+            course_id=course_id,
+            document_id=document_id,
+            version=version,
+            job_id=job.job_id,
+            status="failed",
+            at=time.time(),
+            error=reason,
+        )
+        self.cache.invalidate(*document_cache_keys(course_id, document_id))
 
 
 class JobService:
-    """Jobs: live state in Redis (core.jobs.JobReporter), durable record in PostgreSQL."""
+    """Jobs: live state in Redis (core.jobs.JobReporter), durable record in PostgreSQL (written by
+    ``records.documents`` when the API creates a job and by the worker that finishes it)."""
 
-    def __init__(self, repo: JobRepository, redis: RedisGateway, courses: CourseService) -> None:
-        self.repo = repo
+    def __init__(self, records: DocumentRecords, redis: RedisGateway, courses: CourseService) -> None:
+        self.records = records
         self.redis = redis
         self.courses = courses
         self.reporter = JobReporter(redis.client)
+
+    @staticmethod
+    def new(*, kind: str, user_id: str, course_id: str | None = None, document_id: str | None = None) -> JobState:
+        """A queued job, not yet recorded anywhere."""
+        now = time.time()
+        return JobState(
+            job_id=str(uuid7()),
+            kind=kind,
+            user_id=user_id,
+            course_id=course_id,
+            document_id=document_id,
+            created_at=now,
+            updated_at=now,
+        )
 
     def create(
         self,
@@ -200,37 +233,30 @@ class JobService:
         document_id: str | None = None,
         pages_total: int | None = None,
     ) -> JobState:
-        now = time.time()
-        state = JobState(
-            job_id=str(uuid7()),
-            kind=kind,
-            user_id=user_id,
-            course_id=course_id,
-            document_id=document_id,
-            pages_total=pages_total,
-            created_at=now,
-            updated_at=now,
-        )
-        self.repo.upsert(state)  # durable first: a job never exists only in Redis
+        """A job that owns no document version (those are recorded with their version): durable
+        first, so a job never exists only in Redis, then announced."""
+        state = self.new(kind=kind, user_id=user_id, course_id=course_id, document_id=document_id)
+        state = state.model_copy(update={"pages_total": pages_total})
+        self.records.save_job(state)
+        self.announce(state)
+        return state
+
+    def announce(self, state: JobState) -> None:
+        """Puts a recorded job state in Redis and on its owner's notification channel; with Redis
+        down the durable record still answers ``GET /v1/jobs/{id}``."""
         try:
             self.redis.call("job_save", lambda _c: self.reporter.save(state))
         except RedisDown:
             log.warning("job %s recorded in PostgreSQL only (redis down)", state.job_id)
-        return state
-
-    def record(self, state: JobState) -> None:
-        """Mirrors a state reported to Redis into the durable record (idempotent, monotonic)."""
-        self.repo.upsert(state)
 
     def get(self, job_id: str, principal: Principal) -> JobState:
+        """Live state from Redis, else the durable record. A read never writes."""
         try:
             state = self.redis.call("job_get", lambda _c: self.reporter.get(job_id))
         except RedisDown:
             state = None
         if state is None:
-            state = self.repo.get(job_id)
-        elif state.status in ("succeeded", "failed"):
-            self.record(state)  # a worker finished it: make the outcome durable
+            state = self.records.job(job_id)
         if state is None or not self._may_see(state, principal):
             raise NotFound("No job with this id.")
         return state
@@ -246,73 +272,3 @@ class JobService:
         ids = self.redis.call("open_jobs", lambda c: c.smembers(open_jobs_key(user_id)))
         states = [self.reporter.get(job_id) for job_id in sorted(ids)]
         return [s for s in states if s is not None and s.status in ("queued", "running")]
-
-
-@dataclass
-class Services:
-    """Everything a request needs, built once per app (in its lifespan) and closed with it."""
-
-    settings: Settings
-    metrics: Metrics
-    db: ShardedPostgres
-    redis: RedisGateway
-    cache: CacheAside
-    limiter: RateLimiter
-    tokens: TokenService
-    users: UserService
-    courses: CourseService
-    documents: DocumentService
-    jobs: JobService
-    uploads: UploadService
-    search: SearchService
-
-    @classmethod
-    def build(cls, settings: Settings, metrics: Metrics) -> Services:
-        db = ShardedPostgres(settings.postgres)
-        metrics.attach_pools(db.usage)
-        redis = RedisGateway(settings.redis, metrics)
-        cache = CacheAside(
-            redis,
-            metrics,
-            enabled=settings.api.cache_enabled,
-            ttl_s=settings.redis.cache_ttl_s,
-            lock_ttl_ms=settings.redis.lock_ttl_ms,
-        )
-        limiter = RateLimiter(
-            redis, metrics, per_user=settings.api.rate_limit_per_minute, per_ip=settings.api.rate_limit_ip_per_minute
-        )
-        courses = CourseService(CourseRepository(db), cache)
-        documents = DocumentService(DocumentRepository(db), courses, cache)
-        jobs = JobService(JobRepository(db), redis, courses)
-        from api.search import SearchService
-        from api.uploads import EventPublisher, UploadService
-        from lake.store import object_store
-
-        uploads = UploadService(
-            settings,
-            store=object_store(settings.object_store),
-            courses=courses,
-            documents=documents,
-            jobs=jobs,
-            publisher=EventPublisher(settings),
-        )
-        return cls(
-            settings=settings,
-            metrics=metrics,
-            db=db,
-            redis=redis,
-            cache=cache,
-            limiter=limiter,
-            tokens=TokenService(settings.api, redis),
-            users=UserService(UserRepository(db)),
-            courses=courses,
-            documents=documents,
-            jobs=jobs,
-            uploads=uploads,
-            search=SearchService(settings, courses),
-        )
-
-    def close(self) -> None:
-        self.uploads.publisher.close()
-        self.redis.close()
-        self.db.close()

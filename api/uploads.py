@@ -1,35 +1,33 @@
 """Uploads: stream to the object store's raw zone, dedupe by content, record, queue on Kafka.
 
-The order is what makes a failure lose nothing: the bytes are stored first (immutable key per
-document version), then the document row and the job (course shard), then the
-``document.uploaded`` event (idempotent producer, acks=all, keyed by document id). If Kafka
-refuses, the job is marked failed with that reason and the caller gets a 503; uploading the
-same bytes again is then accepted (a document whose job failed is not a duplicate).
+The order is what makes a failure lose nothing: every part is checked first (``%PDF-`` magic,
+size), then the bytes are stored (immutable key per document version), then the document row
+and its job (one transaction on the course shard), then the ``document.uploaded`` event
+(idempotent producer, acks=all, keyed by document id). If the row cannot be written the stored
+bytes are deleted in the same request, so no object is left that no row owns. If Kafka
+refuses, the version and its job are marked failed with that reason and the caller gets a 503;
+uploading the same bytes again is then accepted (a failed version is not a duplicate).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import psycopg
 
 from api.auth import Principal
-from api.cache import RedisDown
 from api.errors import BadRequest, ProblemError, ServiceUnavailable
 from api.services import CourseService, DocumentService, JobService
-from core.documents import PDF_MAGIC
+from core.documents import PDF_MAGIC, display_filename, original_filename
 from core.events import TOPIC_DOCUMENTS_UPLOADED, DocumentUploaded
 from core.ids import uuid7
-from core.jobs import JobState
 from core.keys import raw_object_key
-from core.settings import Settings
 from lake.store import ObjectStore
 
 log = logging.getLogger("api.uploads")
@@ -42,12 +40,29 @@ class UnsupportedMediaType(ProblemError):
     status, title, slug = 415, "Unsupported Media Type", "unsupported-media-type"
 
 
+class Publisher(Protocol):
+    """What uploads need of the event bus (``streaming.kafka.EventPublisher``)."""
+
+    def publish(self, topic: str, *, key: str, value: dict[str, Any], timeout_s: float = 10.0) -> None: ...
+
+
 @dataclass(frozen=True)
 class IncomingFile:
-    """One uploaded part: its name and a seekable stream (Starlette spools big parts to disk)."""
+    """One uploaded part: its name as sent and a seekable stream (Starlette spools big parts to disk)."""
 
     filename: str
     stream: IO[bytes]
+
+
+@dataclass(frozen=True)
+class CheckedFile:
+    incoming: IncomingFile
+    sha256: str
+    size: int
+
+    @property
+    def display_name(self) -> str:
+        return display_filename(self.incoming.filename)
 
 
 def sniff_and_hash(stream: IO[bytes]) -> tuple[str, int]:
@@ -65,68 +80,40 @@ def sniff_and_hash(stream: IO[bytes]) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-class EventPublisher:
-    """The idempotent Kafka producer, created on first use (the API starts even if Kafka is down)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._producer: Any = None
-        self._lock = threading.Lock()
-
-    def _get(self) -> Any:
-        with self._lock:
-            if self._producer is None:
-                from streaming.kafka import json_producer
-
-                self._producer = json_producer(self.settings.kafka, client_id="lakehouse-api")
-            return self._producer
-
-    def publish(self, topic: str, *, key: str, value: dict[str, Any], timeout_s: float = 10.0) -> None:
-        """Sends and waits for the broker's acknowledgement (acks=all)."""
-        self._get().send(self.settings.kafka.topic(topic), key=key, value=value).get(timeout=timeout_s)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._producer is not None:
-                self._producer.close(timeout=5)
-                self._producer = None
-
-
 class UploadService:
     def __init__(
         self,
-        settings: Settings,
         *,
+        max_upload_bytes: int,
         store: ObjectStore,
         courses: CourseService,
         documents: DocumentService,
         jobs: JobService,
-        publisher: EventPublisher,
+        publisher: Publisher,
     ) -> None:
-        self.settings = settings
+        self.max_upload_bytes = max_upload_bytes
         self.store = store
         self.courses = courses
         self.documents = documents
         self.jobs = jobs
         self.publisher = publisher
 
-    def validate(self, files: list[IncomingFile]) -> list[tuple[IncomingFile, str, int]]:
+    def validate(self, files: list[IncomingFile]) -> list[CheckedFile]:
         """Checks every part before anything is stored: one bad file refuses the request whole."""
         if not files:
             raise BadRequest("Send at least one file in the multipart field `files`.")
         checked, refused = [], []
         for incoming in files:
+            shown = display_filename(incoming.filename)
             try:
                 sha256, size = sniff_and_hash(incoming.stream)
             except ValueError as exc:
-                refused.append(f"{incoming.filename}: {exc}")
+                refused.append(f"{shown}: {exc}")
                 continue
-            if size > self.settings.api.max_upload_bytes:
-                refused.append(
-                    f"{incoming.filename}: {size} bytes exceeds the limit of {self.settings.api.max_upload_bytes}"
-                )
+            if size > self.max_upload_bytes:
+                refused.append(f"{shown}: {size} bytes exceeds the limit of {self.max_upload_bytes}")
                 continue
-            checked.append((incoming, sha256, size))
+            checked.append(CheckedFile(incoming, sha256, size))
         if refused:
             raise UnsupportedMediaType("Only PDF files are accepted; nothing was stored. " + "; ".join(refused))
         return checked
@@ -134,53 +121,52 @@ class UploadService:
     def upload(
         self, course_id: uuid.UUID, principal: Principal, files: list[IncomingFile], *, replace: bool
     ) -> list[dict[str, Any]]:
+        """One result per part: a new queued version with its job, or the existing duplicate."""
         self.courses.require_visible(course_id, principal)
-        return [
-            self._one(str(course_id), principal, incoming, sha256, size, replace=replace)
-            for incoming, sha256, size in self.validate(files)
-        ]
+        return [self._one(str(course_id), principal, checked, replace=replace) for checked in self.validate(files)]
 
-    def _one(
-        self, course_id: str, principal: Principal, incoming: IncomingFile, sha256: str, size: int, *, replace: bool
-    ) -> dict[str, Any]:
-        existing = self.documents.repo.find_by_sha256(course_id, sha256)
+    def _one(self, course_id: str, principal: Principal, checked: CheckedFile, *, replace: bool) -> dict[str, Any]:
+        existing = self.documents.same_content(course_id, checked.sha256)
         if existing is not None and existing["status"] != "failed" and not replace:
             return {
-                "document_id": str(existing["id"]),
+                "document_id": existing["id"],
                 "version": existing["version"],
                 "job_id": None,
+                "filename": existing["filename"],
                 "status": existing["status"],
                 "duplicate": True,
-                "location": f"/v1/courses/{course_id}/documents/{existing['id']}",
             }
-        if existing is not None and (replace or existing["status"] == "failed"):
-            document_id, version = str(existing["id"]), existing["version"] + 1
+        if existing is not None:  # replace=true, or a failed version uploaded again
+            document_id, version = existing["id"], existing["version"] + 1
             replaces = existing["version"] if existing["status"] != "failed" else None
         else:
             document_id, version, replaces = str(uuid7()), 1, None
         key = raw_object_key(course_id, document_id, version)
-        self.store.put_stream(key, incoming.stream)
+        job = self.jobs.new(kind=JOB_KIND, user_id=str(principal.user_id), course_id=course_id, document_id=document_id)
+        self.store.put_stream(key, checked.incoming.stream)
         try:
-            self.documents.record(
+            self.documents.create_version(
                 {
                     "id": document_id,
                     "course_id": course_id,
                     "version": version,
-                    "filename": incoming.filename[:255],
-                    "sha256": sha256,
-                    "size_bytes": size,
+                    "filename": checked.display_name,
+                    "original_filename": original_filename(checked.incoming.filename),
+                    "sha256": checked.sha256,
+                    "size_bytes": checked.size,
                     "object_key": key,
-                    "status": "queued",
                     "uploaded_by": str(principal.user_id),
-                }
+                },
+                job=job,
             )
         except psycopg.errors.UniqueViolation:
             # A concurrent upload of the same bytes won the (course, sha256, version) race.
             self.store.delete(key)
-            return self._one(course_id, principal, incoming, sha256, size, replace=False)
-        job = self.jobs.create(
-            kind=JOB_KIND, user_id=str(principal.user_id), course_id=course_id, document_id=document_id
-        )
+            return self._one(course_id, principal, checked, replace=False)
+        except BaseException:
+            self.store.delete(key)  # no row owns these bytes: never leave them behind
+            raise
+        self.jobs.announce(job)
         event = DocumentUploaded(
             event_id=str(uuid7()),
             occurred_at=datetime.now(UTC),
@@ -190,9 +176,9 @@ class UploadService:
             job_id=job.job_id,
             uploaded_by=str(principal.user_id),
             object_uri=self.store.uri(key),
-            filename=incoming.filename,
-            size_bytes=size,
-            sha256=sha256,
+            filename=checked.display_name,
+            size_bytes=checked.size,
+            sha256=checked.sha256,
             replaces_version=replaces,
         )
         try:
@@ -200,7 +186,8 @@ class UploadService:
         except Exception as exc:  # any broker failure: record it on the job, tell the caller
             reason = f"could not queue the document for processing: {type(exc).__name__}: {exc}"
             log.error("upload %s: %s", document_id, reason)
-            self._fail(job, course_id, document_id, reason)
+            self.documents.fail(course_id=course_id, document_id=document_id, version=version, job=job, reason=reason)
+            self.jobs.announce(job.model_copy(update={"status": "failed", "error": reason, "updated_at": time.time()}))
             raise ServiceUnavailable(
                 "The processing queue is unavailable; the upload was not queued. Try again."
             ) from exc
@@ -208,18 +195,7 @@ class UploadService:
             "document_id": document_id,
             "version": version,
             "job_id": job.job_id,
+            "filename": checked.display_name,
             "status": "queued",
             "duplicate": False,
-            "location": f"/v1/jobs/{job.job_id}",
         }
-
-    def _fail(self, job: JobState, course_id: str, document_id: str, reason: str) -> None:
-        failed = job.model_copy(update={"status": "failed", "error": reason, "updated_at": time.time()})
-        try:
-            self.jobs.redis.call("job_save", lambda _c: self.jobs.reporter.save(failed))
-        except RedisDown:
-            log.warning("job %s: failure recorded in PostgreSQL only (redis down)", job.job_id)
-        self.jobs.record(failed)
-        row = self.documents.repo.get(course_id, document_id)
-        if row is not None:
-            self.documents.record({**row, "status": "failed", "error": reason})

@@ -1,9 +1,10 @@
-"""`lakehouse` command line: the local stack, the demo and (later) ingestion and migrations."""
+"""`lakehouse` command line: the local stack, the demo, ingestion, migrations, users, jobs and the lake."""
 
 from __future__ import annotations
 
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +21,10 @@ db_app = typer.Typer(help="PostgreSQL shards: schema migrations", no_args_is_hel
 app.add_typer(db_app, name="db")
 lake_app = typer.Typer(help="The lake: Delta tables and LanceDB", no_args_is_help=True)
 app.add_typer(lake_app, name="lake")
+users_app = typer.Typer(help="Accounts that cannot be made through the API", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+jobs_app = typer.Typer(help="Ingestion jobs", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
 # Piped output (CI logs, `| tee`) gets a wide console so tables do not wrap into columns of words.
 console = Console(stderr=False, width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True)
@@ -257,6 +262,93 @@ def lake_maintain(
     console.print(table)
     if report.missing:
         console.print("not created yet: " + ", ".join(report.missing))
+
+
+@users_app.command("create-admin")
+def users_create_admin(
+    email: Annotated[str, typer.Argument(help="The admin's email (login name)")],
+    display_name: Annotated[str, typer.Option("--name", help="Display name")] = "Administrator",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input (for scripts)")
+    ] = False,
+) -> None:
+    """Create an admin account. The password comes from a prompt or stdin, never the command line."""
+    from cli.users import EmailTaken, WeakPassword, create_admin
+    from core.db import ShardedPostgres
+    from records.users import UserRecords
+
+    settings = _settings()
+    if password_stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    db = ShardedPostgres(settings.postgres)
+    try:
+        user = create_admin(UserRecords(db), email=email, password=password, display_name=display_name)
+    except WeakPassword as exc:
+        err.print(f"[red]password refused:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    except EmailTaken as exc:
+        err.print(f"[red]an account with {email} already exists[/red]")
+        raise typer.Exit(1) from exc
+    finally:
+        db.close()
+    console.print(f"admin created: {user['email']} (id {user['id']})")
+
+
+@jobs_app.command("retry")
+def jobs_retry(
+    failed: Annotated[bool, typer.Option("--failed", help="Re-queue every failed document version")] = False,
+    course: Annotated[str | None, typer.Option("--course", help="Only this course's documents")] = None,
+) -> None:
+    """Re-queue failed documents for ingestion (e.g. after an object-store outage)."""
+    from rich.progress import Progress
+
+    from cli.jobs import retry_failed
+    from core.db import ShardedPostgres
+    from core.jobs import JobReporter
+    from core.redis import invalidate_document_cache, redis_client
+    from lake.store import object_store
+    from records.documents import DocumentRecords
+    from streaming.kafka import EventPublisher
+
+    if not failed:
+        err.print("[red]say which jobs to retry:[/red] --failed (optionally with --course ID)")
+        raise typer.Exit(2)
+    if course is not None:
+        try:
+            course = str(uuid.UUID(course))
+        except ValueError as exc:
+            err.print(f"[red]--course must be a course id (UUID), got {course!r}[/red]")
+            raise typer.Exit(2) from exc
+    settings = _settings()
+    db = ShardedPostgres(settings.postgres)
+    publisher = EventPublisher(settings.kafka, client_id="lakehouse-cli")
+    redis = redis_client(settings.redis)
+    try:
+        with Progress(console=err, transient=True) as bar:
+            task = bar.add_task("re-queueing failed documents", total=None)
+            requeued = retry_failed(
+                DocumentRecords(db),
+                store=object_store(settings.object_store),
+                publisher=publisher,
+                reporter=JobReporter(redis),
+                invalidate=lambda course_id, document_id: invalidate_document_cache(
+                    redis, key_prefix=settings.redis.key_prefix, course_id=course_id, document_id=document_id
+                ),
+                course_id=course,
+                progress=lambda _r: bar.advance(task),
+            )
+    finally:
+        publisher.close()
+        db.close()
+    table = Table(title=f"Re-queued {len(requeued)} document(s)")
+    for column in ("course", "document", "version", "file", "attempt", "job", "last error"):
+        table.add_column(column)
+    for r in requeued:
+        error = (r.previous_error or "")[:80]
+        table.add_row(r.course_id, r.document_id, str(r.version), r.filename, str(r.attempt), r.job_id, error)
+    console.print(table)
 
 
 @app.command("api")

@@ -8,12 +8,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION: Literal[1] = 1
+# The documents.filename column and the event carry the same display name, so the lengths agree.
+FILENAME_MAX_CHARS = 255
 
 TOPIC_DOCUMENTS_UPLOADED = "documents.uploaded"
 TOPIC_DOCUMENTS_INDEXED = "documents.indexed"
 TOPIC_DOCUMENTS_FAILED = "documents.failed"
-TOPIC_ANALYTICS_EVENTS = "analytics.events"
-ALL_TOPICS = (TOPIC_DOCUMENTS_UPLOADED, TOPIC_DOCUMENTS_INDEXED, TOPIC_DOCUMENTS_FAILED, TOPIC_ANALYTICS_EVENTS)
 
 
 class _Event(BaseModel):
@@ -33,10 +33,13 @@ class DocumentUploaded(_Event):
     job_id: str
     uploaded_by: str
     object_uri: str = Field(description="Where the raw PDF is: file:// or s3a:// URI")
-    filename: str
+    filename: str = Field(max_length=FILENAME_MAX_CHARS, description="Display name (core.documents.display_filename)")
     size_bytes: int = Field(ge=0)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     replaces_version: int | None = Field(None, description="Version whose chunks leave search once this is indexed")
+    attempt: int = Field(
+        1, ge=1, description="1 for an upload; n+1 when `lakehouse jobs retry` re-queues a failed version"
+    )
 
 
 class DocumentIndexed(_Event):
@@ -60,11 +63,3 @@ class DocumentFailed(_Event):
     job_id: str | None
     reason: str
     raw: str | None = Field(None, description="The offending message, when it could not be parsed")
-
-
-class AnalyticsEvent(_Event):
-    event_type: Literal["analytics"] = "analytics"
-    name: str
-    user_id: str | None
-    course_id: str | None
-    properties: dict[str, str | int | float | bool | None] = Field(default_factory=dict)

@@ -47,9 +47,14 @@ def open_jobs_key(user_id: str) -> str:
 
 
 # ---- sessions and tokens
-def revoked_access_token_key(jti: str) -> str:
-    """Set at logout until the access token's own expiry: a denylist entry."""
-    return f"revoked:access:{jti}"
+def session_key(session_id: str) -> str:
+    return f"session:{session_id}"
+
+
+def revoked_session_key(session_id: str) -> str:
+    """Set when a session ends (logout, refresh-token reuse) for as long as an access token of it
+    can live: the denylist that makes those access tokens answer 401 at once."""
+    return f"revoked:session:{session_id}"
 
 
 # ---- stream readiness

@@ -18,7 +18,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # on them whatever its working directory; values given by the user resolve as usual.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STATE = PROJECT_ROOT / ".lakehouse"
-DEV_SECRET = "dev-only-secret-change-me"  # noqa: S105 - refused outside development
+# Keys that were ever published (in this repository's history): a token signed with one is
+# forgeable by anyone, so no instance outside the test suite may run with one.
+PUBLISHED_SECRETS = frozenset({"dev-only-secret-change-me"})
 
 
 class _Section(BaseModel):
@@ -206,6 +208,14 @@ class IngestSettings(_Section):
     trigger_seconds: float = Field(2.0, gt=0, description="Processing-time trigger of the stream")
     max_offsets_per_trigger: int = Field(50, ge=1, description="Upload events taken per micro-batch")
     change_data_feed: bool = Field(True, description="Enable Delta Change Data Feed on the silver tables")
+    read_attempts: int = Field(
+        3, ge=1, description="Reads of a raw upload before an unreachable object store fails the document"
+    )
+    read_backoff_s: float = Field(0.5, ge=0, description="Wait before the second read of a raw upload; doubles after")
+    read_backoff_max_s: float = Field(5.0, ge=0, description="Longest wait between two reads of a raw upload")
+    heartbeat_ttl_s: float = Field(
+        30.0, gt=0, description="Lifetime of the stream's Redis heartbeat; refreshed at each trigger and idle event"
+    )
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> IngestSettings:
@@ -217,7 +227,11 @@ class IngestSettings(_Section):
 class APISettings(_Section):
     host: str = Field("127.0.0.1", description="Bind address")
     port: int = Field(8000, ge=1, le=65535, description="Port")
-    jwt_secret: SecretStr = Field(SecretStr(DEV_SECRET), description="HMAC key for access tokens")
+    jwt_secret: SecretStr | None = Field(
+        None,
+        description="HMAC key for access tokens (>= 32 bytes). Unset: a random key made once per installation"
+        " under `<state_dir>/secrets/` (core/secrets.py); set it to share tokens across machines",
+    )
     access_token_ttl_s: int = Field(900, ge=30, description="Access token lifetime")
     refresh_token_ttl_s: int = Field(14 * 24 * 3600, ge=60, description="Refresh token lifetime")
     max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1024, description="Largest accepted upload")
@@ -234,10 +248,12 @@ class APISettings(_Section):
 
     @field_validator("jwt_secret")
     @classmethod
-    def _jwt_secret_long_enough(cls, value: SecretStr) -> SecretStr:
-        # HS256 wants >= 32 bytes of key; the short development default is refused in production.
+    def _jwt_secret_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        # HS256 wants >= 32 bytes of key; a published key is refused by Settings (outside tests).
+        if value is None:
+            return None
         secret = value.get_secret_value()
-        if secret != DEV_SECRET and len(secret.encode()) < 32:
+        if secret not in PUBLISHED_SECRETS and len(secret.encode()) < 32:
             raise ValueError("api.jwt_secret must be at least 32 bytes")
         return value
 
@@ -276,13 +292,22 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_default_secrets_in_production(self) -> Settings:
+        jwt_secret = self.api.jwt_secret.get_secret_value() if self.api.jwt_secret else None
+        if jwt_secret in PUBLISHED_SECRETS and self.environment != "test":
+            raise ValueError(
+                "api.jwt_secret is a published key (anyone can sign tokens with it): unset it to get a random"
+                " per-installation key, or set a secret of your own"
+            )
         if self.environment == "production":
             defaults = {
-                "api.jwt_secret": self.api.jwt_secret.get_secret_value() == DEV_SECRET,
+                "api.jwt_secret": jwt_secret is None,
                 "postgres.password": self.postgres.password.get_secret_value() == "lakehouse-dev-password",
                 "object_store.secret_key": self.object_store.secret_key.get_secret_value() == "lakehouse-dev-secret",
             }
             bad = [name for name, is_default in defaults.items() if is_default]
             if bad:
-                raise ValueError(f"default development secrets are not allowed in production: {', '.join(bad)}")
+                raise ValueError(
+                    f"default development secrets are not allowed in production: {', '.join(bad)}"
+                    " (production needs an explicit api.jwt_secret shared by every instance)"
+                )
         return self

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import TYPE_CHECKING, Any
 
 from core.settings import KafkaSettings
@@ -61,3 +62,30 @@ def ensure_topics(settings: KafkaSettings, names: list[str], *, partitions: int 
                 pass
     finally:
         admin.close()
+
+
+class EventPublisher:
+    """A JSON event publisher on one idempotent producer, created on first use (so a runtime starts
+    even while Kafka is down) and shared by threads. ``publish`` waits for the broker's ack."""
+
+    def __init__(self, settings: KafkaSettings, *, client_id: str) -> None:
+        self.settings = settings
+        self.client_id = client_id
+        self._producer: Any = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> Any:
+        with self._lock:
+            if self._producer is None:
+                self._producer = json_producer(self.settings, client_id=self.client_id)
+            return self._producer
+
+    def publish(self, topic: str, *, key: str, value: dict[str, Any], timeout_s: float = 10.0) -> None:
+        """Sends to ``topic`` (the logical name; the configured prefix is added) and waits for acks=all."""
+        self._get().send(self.settings.topic(topic), key=key, value=value).get(timeout=timeout_s)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._producer is not None:
+                self._producer.close(timeout=5)
+                self._producer = None

@@ -26,7 +26,7 @@ def sign_up(body: SignUp, services: ServicesDep) -> dict:
 @router.post("/login", response_model=Tokens, responses=problem_responses(401))
 def login(body: Login, request: Request, services: ServicesDep) -> dict:
     """Exchanges email and password for an access token and a refresh token (a new session)."""
-    user = services.users.repo.credentials_by_email(str(body.email))
+    user = services.users.credentials(str(body.email))
     # verify_password runs even without a user (on a dummy hash: timing does not tell which emails
     # exist) and is then False; ``user is None`` only says so to the type checker.
     if not verify_password(user["password_hash"] if user else None, body.password) or user is None:

@@ -47,11 +47,21 @@ def upload_documents(
     indexing. Answers 202 with one job per new document (follow it at `location`, or over the
     notifications WebSocket); identical bytes point to the existing document instead."""
     incoming = [IncomingFile(filename=f.filename or "upload.pdf", stream=f.file) for f in files]
-    results = services.uploads.upload(course_id, principal, incoming, replace=replace)
+    results = [
+        {**result, "location": _location(course_id, result)}
+        for result in services.uploads.upload(course_id, principal, incoming, replace=replace)
+    ]
     first_job = next((r for r in results if r["job_id"]), None)
     if first_job is not None:
         response.headers["Location"] = first_job["location"]
     return {"jobs": results}
+
+
+def _location(course_id: uuid.UUID, result: dict) -> str:
+    """Where to follow one upload: its job, or the existing document it duplicates."""
+    if result["job_id"]:
+        return f"/v1/jobs/{result['job_id']}"
+    return f"/v1/courses/{course_id}/documents/{result['document_id']}"
 
 
 search_router = APIRouter(

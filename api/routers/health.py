@@ -9,9 +9,9 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
+from api.container import Services
 from api.deps import ServicesDep
 from api.schemas import Health, Readiness
-from api.services import Services
 
 router = APIRouter(tags=["health"])
 

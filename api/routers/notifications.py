@@ -19,8 +19,10 @@ from fastapi import APIRouter, WebSocket
 from starlette.concurrency import run_in_threadpool
 
 from api.cache import RedisDown
+from api.deps import WebSocketServicesDep
 from api.errors import Unauthorized
 from core.keys import notifications_channel
+from core.redis import async_subscriber
 
 router = APIRouter(tags=["notifications"])
 log = logging.getLogger("api.notifications")
@@ -35,10 +37,13 @@ def _token(websocket: WebSocket) -> str | None:
 
 
 @router.websocket("/v1/notifications")
-async def notifications(websocket: WebSocket) -> None:
-    services = websocket.app.state.services
+async def notifications(websocket: WebSocket, services: WebSocketServicesDep) -> None:
+    if services is None:
+        await websocket.close(code=1013, reason="starting up")
+        return
     try:
         principal = services.tokens.principal(_token(websocket) or "")
+        await run_in_threadpool(services.tokens.require_live_session, principal)
     except Unauthorized as exc:
         await websocket.accept()
         await websocket.send_json({"type": "error", "status": 401, "detail": exc.detail})
@@ -48,10 +53,7 @@ async def notifications(websocket: WebSocket) -> None:
     user_id = str(principal.user_id)
     import redis.asyncio as aioredis
 
-    # A plain connection even in cluster mode: PUBLISH reaches subscribers on every node.
-    subscriber = aioredis.Redis.from_url(
-        services.settings.redis.dsn, decode_responses=True, socket_timeout=None, socket_connect_timeout=2
-    )
+    subscriber = async_subscriber(services.settings.redis)
     pubsub = subscriber.pubsub(ignore_subscribe_messages=True)
     services.metrics.ws_connections.inc()
     try:

@@ -67,7 +67,8 @@ def test_documents_of_a_member_course_are_listed_from_the_course_shard(client):
     course = create_course(client, teacher)
     services = client.app.state.services
     document_id = str(uuid7())
-    services.documents.record(
+    job = services.jobs.new(kind="ingest_document", user_id=teacher.user_id, course_id=course["id"])
+    services.documents.create_version(
         {
             "id": document_id,
             "course_id": course["id"],
@@ -77,14 +78,27 @@ def test_documents_of_a_member_course_are_listed_from_the_course_shard(client):
             "size_bytes": 1234,
             "object_key": f"raw/uploads/{course['id']}/{document_id}.pdf",
             "uploaded_by": teacher.user_id,
-        }
+        },
+        job=job,
     )
     listed = client.get(f"/v1/courses/{course['id']}/documents", headers=teacher.headers)
     assert [d["id"] for d in listed.json()["items"]] == [document_id]
     one = client.get(f"/v1/courses/{course['id']}/documents/{document_id}", headers=teacher.headers)
-    assert one.status_code == 200 and one.json()["status"] == "uploaded"
-    # an update through the service invalidates the cached metadata
-    services.documents.record({**one.json(), "object_key": "k", "status": "indexed", "pages": 3, "chunks": 9})
+    assert one.status_code == 200 and one.json()["status"] == "queued"
+    # a status change by the ingestion stream's sink invalidates the API's cached metadata
+    from core.events import DocumentUploaded
+    from spark_jobs.status_postgres import PostgresStatusSink
+
+    sink = PostgresStatusSink(client.app.state.settings)
+    event = DocumentUploaded(
+        event_id=str(uuid7()), occurred_at="2026-12-01T00:00:00Z", document_id=document_id, course_id=course["id"],
+        version=1, job_id=job.job_id, uploaded_by=teacher.user_id, object_uri="file:///x", filename="week1.pdf",
+        size_bytes=1234, sha256="a" * 64,
+    )  # fmt: skip
+    try:
+        sink.indexed(event, pages=3, chunks=9, seconds=1.0)
+    finally:
+        sink.close()
     again = client.get(f"/v1/courses/{course['id']}/documents/{document_id}", headers=teacher.headers).json()
     assert (again["status"], again["pages"]) == ("indexed", 3)
     assert (

@@ -37,8 +37,13 @@ def test_refresh_rotates_and_a_revoked_refresh_token_is_refused(client, api_sett
         == 200
     )
 
+    access = {"Authorization": f"Bearer {rotated.json()['access_token']}"}
     logout = client.post("/v1/auth/logout", json={"refresh_token": new_refresh})
     assert logout.status_code == 204
+    # the access tokens of the ended session stop working at once, not after their 15 minutes
+    after = client.get("/v1/users/me", headers=access)
+    assert after.status_code == 401 and "session" in after.json()["detail"]
+    assert client.get("/v1/users/me", headers=account.headers).status_code == 401
     refused = _refresh(client, new_refresh)
     assert refused.status_code == 401
     assert refused.json()["detail"] == "The refresh token has been revoked."
@@ -52,6 +57,7 @@ def test_reusing_an_old_refresh_token_revokes_the_session(client, api_settings):
     current = _refresh(client, account.refresh_token).json()["refresh_token"]
     assert _refresh(client, account.refresh_token).status_code == 401  # the old one came back: theft
     assert _refresh(client, current).status_code == 401  # ... so the whole session is gone
+    assert client.get("/v1/users/me", headers=account.headers).status_code == 401  # its access tokens too
     sid = jwt.decode(current, options={"verify_signature": False})["sid"]
     redis = redis_client(api_settings.redis)
     try:
@@ -104,3 +110,18 @@ def test_admin_role_is_not_self_service(client):
         json={"email": "wants-admin@example.com", "password": PASSWORD, "display_name": "x", "role": "admin"},
     )
     assert response.status_code == 422
+
+
+def test_a_token_signed_with_the_published_development_key_is_refused(client):
+    account = sign_up(client)
+    real = jwt.decode(account.access_token, options={"verify_signature": False})
+    forged = jwt.encode({**real, "role": "admin"}, "dev-only-secret-change-me", "HS256")
+    assert client.get("/v1/users/me", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+
+
+def test_other_sessions_of_the_user_survive_a_logout(client):
+    account = sign_up(client)
+    second = client.post("/v1/auth/login", json={"email": account.email, "password": PASSWORD}).json()
+    client.post("/v1/auth/logout", json={"refresh_token": account.refresh_token})
+    other = {"Authorization": f"Bearer {second['access_token']}"}
+    assert client.get("/v1/users/me", headers=other).status_code == 200

@@ -83,3 +83,32 @@ def test_sql_looking_text_in_a_free_text_field_is_stored_verbatim(client, api_se
 def test_unknown_routes_and_methods_are_problems_too(client, teacher):
     _assert_problem(client.get("/v1/nothing-here"), 404)
     _assert_problem(client.delete("/v1/courses", headers=teacher.headers), 405)
+
+
+def test_nul_characters_are_a_422_that_names_the_field_and_writes_nothing(client, api_settings, teacher):
+    course = create_course(client, teacher)
+    before = row_counts(api_settings)
+    cases = [
+        ("post", "/v1/courses", {"title": "a\x00b"}, "title"),
+        ("post", "/v1/courses", {"title": "ok", "description": "x\x00"}, "description"),
+        ("patch", f"/v1/courses/{course['id']}", {"title": "a\x00b"}, "title"),
+        ("patch", f"/v1/courses/{course['id']}", {"description": "\x00"}, "description"),
+    ]
+    for method, path, body, field in cases:
+        problem = _assert_problem(getattr(client, method)(path, json=body, headers=teacher.headers), 422)
+        assert problem["errors"][0]["loc"] == ["body", field] and "control characters" in problem["errors"][0]["msg"]
+    email = "nul-in-name@example.com"
+    signup = {"email": email, "password": "long enough password", "display_name": "Ann\x00"}
+    _assert_problem(client.post("/v1/auth/signup", json=signup), 422)
+    assert row_counts(api_settings) == before
+    # the email was not reserved by the refused sign-up
+    ok = client.post("/v1/auth/signup", json={**signup, "display_name": "Ann"})
+    assert ok.status_code == 201, ok.text
+
+
+def test_patch_with_null_keeps_the_current_value(client, teacher):
+    course = create_course(client, teacher, title="Kept")
+    for body in ({"title": None}, {"description": None}, {"title": None, "description": None}):
+        response = client.patch(f"/v1/courses/{course['id']}", json=body, headers=teacher.headers)
+        assert response.status_code == 200, response.text
+        assert response.json()["title"] == "Kept"

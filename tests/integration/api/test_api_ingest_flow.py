@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from core.events import TOPIC_DOCUMENTS_FAILED
-from processing import pdf, samples
 from lake.tables import SILVER_CHUNKS
+from processing import pdf, samples
 from tests.integration.api.api_testkit import create_course, derive, sign_up
 from tests.integration.spark_jobs.ingest_testkit import consume_all, delta_rows, lance_rows
 

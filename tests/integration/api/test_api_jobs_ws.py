@@ -12,8 +12,7 @@ import pytest
 import websockets
 
 from core.settings import PROJECT_ROOT
-from core.sharding import shard_for
-from tests.integration.api.api_testkit import PASSWORD, LiveServer, shard_conn
+from tests.integration.api.api_testkit import PASSWORD, LiveServer
 
 pytestmark = pytest.mark.integration
 
@@ -98,10 +97,8 @@ def test_websocket_receives_progress_published_by_a_separate_process(api_setting
             3,
             3,
         )
-        # the durable record on the course's shard caught up with the outcome
-        with shard_conn(api_settings, shard_for(course["id"], api_settings.postgres.shards)) as conn:
-            row = conn.execute("SELECT status, pages_done FROM jobs WHERE id = %s", (job.job_id,)).fetchone()
-        assert row == ("succeeded", 3)
+        # A read never writes: the worker that finishes a job records the outcome itself
+        # (spark_jobs/status_postgres.py through records.documents, tested in spark_jobs/).
 
         # someone else cannot see the job
         _, stranger = _account(server.url, "student", run_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 
 import pytest
@@ -35,13 +36,21 @@ def upload_client(upload_settings):
         yield client
 
 
-def uploaded_events(settings, expected: int) -> list[DocumentUploaded]:
-    consumer = json_consumer(
-        settings.kafka, settings.kafka.topic(TOPIC_DOCUMENTS_UPLOADED), group_id=None, consumer_timeout_ms=4000
-    )
-    events = [DocumentUploaded.model_validate(message.value) for message in consumer]
-    consumer.close()
-    assert len(events) >= expected
+def uploaded_events(settings, document_ids: set[str], *, expected: int, timeout_s: float = 30.0):
+    """The upload events of ``document_ids``, polled until ``expected`` of them have arrived."""
+    consumer = json_consumer(settings.kafka, settings.kafka.topic(TOPIC_DOCUMENTS_UPLOADED), group_id=None)
+    events: list[DocumentUploaded] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(events) < expected and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                for message in records:
+                    event = DocumentUploaded.model_validate(message.value)
+                    if event.document_id in document_ids:
+                        events.append(event)
+    finally:
+        consumer.close()
+    assert len(events) == expected, f"{len(events)} of {expected} events arrived in {timeout_s} s"
     return events
 
 
@@ -73,7 +82,7 @@ def test_upload_answers_202_stores_records_and_queues(upload_client, upload_sett
     assert row[0] == hashlib.sha256(pdf).hexdigest() and row[1] == len(pdf) and row[2] == "queued"
     stored = upload_settings.object_store.local_root / row[3]
     assert stored.read_bytes() == pdf
-    [event] = [e for e in uploaded_events(upload_settings, 1) if e.document_id == job["document_id"]]
+    [event] = uploaded_events(upload_settings, {job["document_id"]}, expected=1)
     assert event.sha256 == row[0] and event.job_id == job["job_id"] and event.object_uri == stored.as_uri()
     status = upload_client.get(job["location"], headers=owner.headers)
     assert status.status_code == 200 and status.json()["status"] == "queued"
@@ -92,7 +101,7 @@ def test_same_bytes_twice_make_one_document_unless_replace(upload_client, upload
 
     replaced = upload(upload_client, owner, course["id"], ("a.pdf", pdf), replace=True).json()["jobs"][0]
     assert replaced["document_id"] == first["document_id"] and replaced["version"] == 2
-    events = [e for e in uploaded_events(upload_settings, 2) if e.document_id == first["document_id"]]
+    events = uploaded_events(upload_settings, {first["document_id"]}, expected=2)
     assert sorted((e.version, e.replaces_version) for e in events) == [(1, None), (2, 1)]
 
 
@@ -120,6 +129,63 @@ def test_non_pdf_is_refused_and_nothing_is_written(upload_client, upload_setting
     assert "evil.pdf" in body["detail"] and "%PDF-" in body["detail"]
     assert row_counts(upload_settings) == before
     assert sorted(upload_settings.object_store.local_root.rglob("*")) == objects_before
+
+
+def test_filenames_are_normalised_once_and_the_original_kept_as_data(upload_client, upload_settings):
+    owner = sign_up(upload_client, role="instructor")
+    course = create_course(upload_client, owner)
+    sent = ["../../etc/passwd.pdf", "evil\u202egpj.pdf", "nul\x00byte.pdf", "x" * 2000 + ".pdf"]
+    # Built by hand: a client library would percent-encode the NUL; an attacker sends it raw.
+    boundary = uuid.uuid4().hex
+    body = (
+        b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+            f"Content-Type: application/pdf\r\n\r\n".encode()
+            + short_pdf(f"file {i} {uuid.uuid4()}")
+            + b"\r\n"
+            for i, name in enumerate(sent)
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
+    objects_before = len([p for p in upload_settings.object_store.local_root.rglob("*") if p.is_file()])
+    response = upload_client.post(
+        f"/v1/courses/{course['id']}/documents",
+        content=body,
+        headers={**owner.headers, "content-type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert response.status_code == 202, response.text
+    shown = [job["filename"] for job in response.json()["jobs"]]
+    assert shown[:3] == ["passwd.pdf", "evilgpj.pdf", "nulbyte.pdf"]
+    assert len(shown[3]) == 255 and shown[3].endswith(".pdf")
+    ids = {job["document_id"]: job["filename"] for job in response.json()["jobs"]}
+    with shard_conn(upload_settings, shard_for(course["id"], upload_settings.postgres.shards)) as conn:
+        rows = conn.execute(
+            "SELECT id::text, filename, original_filename, object_key FROM documents WHERE course_id = %s",
+            (course["id"],),
+        ).fetchall()
+    assert {r[0]: r[1] for r in rows} == ids
+    assert sorted(r[2] for r in rows)[0] == "../../etc/passwd.pdf"  # the original, only as data
+    assert all(r[3].startswith(f"raw/uploads/{course['id']}/") for r in rows)  # keys never use the name
+    events = uploaded_events(upload_settings, set(ids), expected=4)
+    assert {e.document_id: e.filename for e in events} == ids  # the event carries the same display name
+    objects_after = len([p for p in upload_settings.object_store.local_root.rglob("*") if p.is_file()])
+    assert objects_after == objects_before + 4  # one object per row, no orphan
+
+
+def test_a_pdf_over_the_size_limit_is_refused_and_nothing_is_stored(upload_settings):
+    limited = derive(upload_settings, api={"max_upload_bytes": 2048})
+    with TestClient(create_app(limited)) as client:
+        owner = sign_up(client, role="instructor")
+        course = create_course(client, owner)
+        before = row_counts(limited)
+        objects_before = sorted(limited.object_store.local_root.rglob("*"))
+        big = short_pdf("big " * 2000, pages=3)
+        assert len(big) > 2048
+        response = upload(client, owner, course["id"], ("big.pdf", big))
+        assert response.status_code in (413, 415), response.text
+        assert "2048" in response.json()["detail"]
+        assert row_counts(limited) == before
+        assert sorted(limited.object_store.local_root.rglob("*")) == objects_before
 
 
 def test_upload_to_someone_elses_course_is_404(upload_client):

@@ -15,7 +15,7 @@ SECRET = "unit-test-secret-that-is-long-enough-0123"
 
 @pytest.fixture
 def tokens() -> TokenService:
-    return TokenService(APISettings(jwt_secret=SECRET, access_token_ttl_s=60), redis=None)
+    return TokenService(APISettings(access_token_ttl_s=60), redis=None, secret=SECRET)
 
 
 def test_access_token_round_trips_to_a_principal(tokens):

@@ -40,6 +40,23 @@ def test_production_refuses_default_secrets():
         Settings(environment="production")
 
 
+@pytest.mark.parametrize("environment", ["development", "production"])
+def test_published_jwt_key_is_refused_outside_tests(environment):
+    with pytest.raises(ValidationError, match="published key"):
+        Settings(environment=environment, api={"jwt_secret": "dev-only-secret-change-me"})
+
+
+def test_unset_jwt_secret_becomes_one_random_key_per_installation(tmp_path):
+    from core.secrets import jwt_secret
+
+    settings = Settings(environment="development", stack={"state_dir": tmp_path})
+    first = jwt_secret(settings)
+    assert len(first) >= 32 and first == jwt_secret(settings)  # made once, then read
+    assert (tmp_path / "secrets" / "jwt_secret").stat().st_mode & 0o077 == 0  # owner only
+    other = Settings(environment="development", stack={"state_dir": tmp_path / "other"})
+    assert jwt_secret(other) != first  # another installation, another key
+
+
 def test_production_accepts_real_secrets():
     settings = Settings(
         environment="production",

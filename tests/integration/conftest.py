@@ -69,3 +69,24 @@ def make_client(api_settings: Settings):
 def client(api_settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(api_settings)) as test_client:
         yield test_client
+
+
+# The real services each folder's tests talk to, as markers (`pytest -m "not spark"` and so on).
+_SERVICES_BY_FOLDER = {
+    "api": ("postgres", "redis", "kafka"),
+    "cli": ("postgres", "redis", "kafka"),
+    "deploy": ("postgres",),
+    "lake": ("spark",),
+    "spark_jobs": ("spark", "kafka", "postgres", "redis"),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        parts = item.path.parts
+        if "integration" not in parts:
+            continue
+        item.add_marker(pytest.mark.integration)
+        folder = parts[parts.index("integration") + 1] if parts.index("integration") + 1 < len(parts) else ""
+        for service in _SERVICES_BY_FOLDER.get(folder, ()):
+            item.add_marker(getattr(pytest.mark, service))

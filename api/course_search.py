@@ -26,8 +26,8 @@ class SearchService:
     def _open(self) -> tuple[Any, Any]:
         with self._lock:
             if self._db is None:
-                from processing.embedding import get_embedder
                 from lake.vectors import connect
+                from processing.embedding import get_embedder
 
                 self._embedder = get_embedder(self.settings.embedding)
                 self._db = connect(self.settings.lancedb)
