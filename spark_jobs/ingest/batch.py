@@ -17,9 +17,10 @@ LanceDB write) fails the micro-batch, and the restarted stream replays it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,15 @@ class BatchStats:
             yield
         finally:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
+
+    def timed(self, stage: str, write: Callable[[], None]) -> Callable[[], None]:
+        """``write``, timed as ``stage`` when it runs (on whichever thread)."""
+
+        def run() -> None:
+            with self.lap(stage):
+                write()
+
+        return run
 
 
 def is_final(row: dict[str, Any], upload: Upload) -> bool:
@@ -193,38 +203,14 @@ class DocumentIngestor:
         pages = writes.page_rows(documents)
         document_ids = [d.upload.event.document_id for d in documents]
 
-        def timed(stage: str, write: Any) -> Any:
-            def run() -> None:
-                with stats.lap(stage):
-                    write()
-
-            return run
-
-        lance = writes.in_background(timed("write_lancedb", lambda: self.lance.write(documents, chunks)))
-        pages_write = writes.in_background(
-            timed(
-                "write_pages",
-                lambda: writes.insert_silver(
-                    self.spark,
-                    self.settings,
-                    name=tables.SILVER_PAGES,
-                    rows=pages,
-                    key="page_id",
-                    document_ids=document_ids,
-                ),
-            )
+        insert = functools.partial(writes.insert_silver, self.spark, self.settings, document_ids=document_ids)
+        lance = writes.in_background(
+            stats.timed("write_lancedb", functools.partial(self.lance.write, documents, chunks))
         )
-        timed(
-            "write_chunks",
-            lambda: writes.insert_silver(
-                self.spark,
-                self.settings,
-                name=tables.SILVER_CHUNKS,
-                rows=chunks,
-                key="chunk_id",
-                document_ids=document_ids,
-            ),
-        )()
+        pages_write = writes.in_background(
+            stats.timed("write_pages", functools.partial(insert, name=tables.SILVER_PAGES, rows=pages, key="page_id"))
+        )
+        stats.timed("write_chunks", functools.partial(insert, name=tables.SILVER_CHUNKS, rows=chunks, key="chunk_id"))()
         pages_write.result()
         lance.result()
 
