@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import re
 import uuid
+from datetime import UTC, datetime
 
 _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 _VALID_INCOMING = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [request_id=%(request_id)s] %(message)s"
+# Fields a log call may add with ``extra=`` that the JSON line carries as its own keys.
+LOG_FIELDS = ("method", "path", "status", "duration_ms", "client")
 
 
 def current_request_id() -> str | None:
@@ -51,7 +54,27 @@ def install_log_record_factory() -> None:
     _installed = True
 
 
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line. JSON escapes every control character, so a request path with
+    ``%0a`` or ``%1b`` cannot forge a log line or write terminal escapes."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "request_id": getattr(record, "request_id", "-"),
+            "message": record.getMessage(),
+        }
+        line.update({name: getattr(record, name) for name in LOG_FIELDS if hasattr(record, name)})
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=True, default=str)
+
+
 def configure_logging(level: str = "INFO") -> None:
-    """Entry-point logging: one line per record with the request id."""
+    """Entry-point logging: structured JSON lines with the request id."""
     install_log_record_factory()
-    logging.basicConfig(level=level, format=LOG_FORMAT)
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLogFormatter())
+    logging.basicConfig(level=level, handlers=[handler], force=True)

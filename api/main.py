@@ -1,13 +1,15 @@
 """The course service: ``create_app(settings)`` builds the FastAPI app; nothing connects at import.
 
 Clients (one PostgreSQL pool per shard, Redis) are created in the app's lifespan and closed
-with it. Serve it with ``lakehouse api`` or ``uvicorn api.main:app_from_env --factory``.
+with it. Serve it with ``lakehouse api`` (or ``uvicorn api.main:app_from_env --factory`` with
+``--no-proxy-headers`` unless a load balancer is in front: see ``uvicorn_proxy_options``).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -19,7 +21,7 @@ from api.errors import PROBLEM_MEDIA_TYPE, install_error_handlers, problem_respo
 from api.metrics import Metrics
 from api.middleware import BodyLimitMiddleware, RateLimitMiddleware, RequestContextMiddleware
 from api.routers import auth, courses, documents, health, jobs, notifications, users
-from core.settings import Settings
+from core.settings import APISettings, Settings
 
 DESCRIPTION = """\
 Courses, membership, document metadata and job status of Lakehouse for Learning.
@@ -106,6 +108,14 @@ def _problem_only_openapi(app: FastAPI) -> None:
 
     # Replacing app.openapi is FastAPI's documented way to customise the schema; its types declare a method.
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def uvicorn_proxy_options(settings: APISettings) -> dict[str, Any]:
+    """uvicorn's forwarded-header handling for ``settings``: off unless proxies are configured
+    (uvicorn's own default believes any header sent from 127.0.0.1)."""
+    if not settings.trusted_proxies:
+        return {"proxy_headers": False, "forwarded_allow_ips": ""}
+    return {"proxy_headers": True, "forwarded_allow_ips": ",".join(settings.trusted_proxies)}
 
 
 def app_from_env() -> FastAPI:

@@ -66,7 +66,15 @@ class RequestContextMiddleware:
                 elapsed = time.perf_counter() - started
                 route = getattr(scope.get("route"), "path", "unmatched")
                 self.metrics.request_latency.labels(scope["method"], route, str(status)).observe(elapsed)
-                access_log.info("%s %s %s %.1fms", scope["method"], scope["path"], status, elapsed * 1000)
+                access_log.info(
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 1),
+                    },
+                )
             reset_request_id(token)
 
 

@@ -360,6 +360,8 @@ def serve_api(
     """Serve the course service with uvicorn (settings from LAKEHOUSE_* variables)."""
     import uvicorn
 
+    from api.main import uvicorn_proxy_options
+
     settings = _settings()
     uvicorn.run(
         "api.main:app_from_env",
@@ -368,6 +370,7 @@ def serve_api(
         port=port or settings.api.port,
         workers=workers,
         access_log=False,  # the app logs one line per request, with its request id
+        **uvicorn_proxy_options(settings.api),
     )
 
 

@@ -237,6 +237,11 @@ class APISettings(_Section):
     max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1024, description="Largest accepted upload")
     max_json_body_bytes: int = Field(64 * 1024, ge=256, description="Largest accepted JSON body")
     cors_origins: tuple[str, ...] = Field((), description="Allowed CORS origins")
+    trusted_proxies: tuple[str, ...] = Field(
+        (),
+        description="Addresses whose X-Forwarded-For/-Proto are believed (the load balancer's); empty: none, so a"
+        " client cannot pick its own rate-limit bucket",
+    )
     rate_limit_per_minute: int = Field(600, ge=1, description="Token bucket size per user / IP per minute")
     rate_limit_ip_per_minute: int = Field(1200, ge=1, description="Token bucket size per client IP per minute")
     rate_limit_enabled: bool = Field(True, description="Apply the Redis token buckets at the edge")

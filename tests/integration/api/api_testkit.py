@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import psycopg
 from fastapi.testclient import TestClient
 
-from api.main import create_app
+from api.main import create_app, uvicorn_proxy_options
 from core.settings import Settings
 
 TEST_SHARDS = 3
@@ -88,7 +88,14 @@ class LiveServer:
         self.app = create_app(settings)
         self.port = free_port()
         self.server = uvicorn.Server(
-            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", ws="websockets-sansio")
+            uvicorn.Config(
+                self.app,
+                host="127.0.0.1",
+                port=self.port,
+                log_level="warning",
+                ws="websockets-sansio",
+                **uvicorn_proxy_options(settings.api),
+            )
         )
         self.thread = threading.Thread(target=self.server.run, name="uvicorn-test", daemon=True)
 

@@ -90,3 +90,17 @@ def test_request_schemas_refuse_unknown_fields_and_coercion():
             {"email": "a@example.com", "password": "long enough pw", "display_name": "x", "role": "admin"}
         )
     assert JoinCourse.model_validate({"join_code": "ABCDEFGH"}).join_code == "ABCDEFGH"
+
+
+def test_access_log_lines_are_json_and_escape_control_characters():
+    import json
+    import logging
+
+    from api.context import JsonLogFormatter
+
+    record = logging.LogRecord("api.access", logging.INFO, __file__, 1, "request", (), None)
+    record.method, record.path, record.status = "GET", "/v1/x\nFAKE 200 admin login\x1b[2J", 404
+    line = JsonLogFormatter().format(record)
+    assert "\n" not in line and "\x1b" not in line
+    parsed = json.loads(line)
+    assert parsed["path"] == "/v1/x\nFAKE 200 admin login\x1b[2J" and parsed["status"] == 404
