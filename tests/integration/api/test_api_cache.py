@@ -2,7 +2,6 @@
 
 import json
 import threading
-import time
 
 import pytest
 
@@ -85,23 +84,29 @@ def test_concurrent_misses_load_once(api_settings, run_id):
     gateway = RedisGateway(api_settings.redis, metrics)
     cache = CacheAside(gateway, metrics, enabled=True, ttl_s=30, lock_ttl_ms=2000)
     loads = []
+    readers = 8
+    arrived = threading.Semaphore(0)
 
     def slow_loader():
         loads.append(1)
-        time.sleep(0.3)  # a slow query: without single-flight every waiting reader would run it too
+        # The load lasts until every reader has asked for the key (not a guessed sleep): without
+        # single-flight each of them would miss too and run its own load.
+        for _ in range(readers):
+            assert arrived.acquire(timeout=10), "a reader never arrived"
         return {"value": 42}
 
+    def read():
+        arrived.release()
+        results.append(cache.get_or_load("t", f"stampede:{run_id}", slow_loader))
+
     results = []
-    threads = [
-        threading.Thread(target=lambda: results.append(cache.get_or_load("t", f"stampede:{run_id}", slow_loader)))
-        for _ in range(8)
-    ]
+    threads = [threading.Thread(target=read) for _ in range(readers)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     try:
-        assert results == [{"value": 42}] * 8
+        assert results == [{"value": 42}] * readers
         assert len(loads) == 1
     finally:
         cache.invalidate(f"stampede:{run_id}")

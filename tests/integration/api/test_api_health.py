@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from tests.integration.api.api_testkit import sign_up
+from tests.integration.api.api_testkit import derive, sign_up
 
 pytestmark = pytest.mark.integration
 
@@ -56,3 +56,16 @@ def test_cors_preflight_follows_settings(make_client, api_settings):
     )
     assert "access-control-allow-origin" not in denied.headers
     sign_up(cors)
+
+
+def test_readyz_is_503_and_names_the_shard_when_one_is_down(make_client, api_settings):
+    # One more shard than exist: its database is missing, as if that server were down.
+    shards = api_settings.postgres.shards + 1
+    client = make_client(derive(api_settings, postgres={"shards": shards, "connect_timeout_s": 2}))
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    body = ready.json()
+    assert body["status"] == "unavailable"
+    down = [d for d in body["dependencies"] if not d["ok"]]
+    missing = api_settings.postgres.shard_names()[-1][:-1] + str(shards - 1)
+    assert [d["name"] for d in down] == [f"postgres:{missing}"] and down[0]["detail"]

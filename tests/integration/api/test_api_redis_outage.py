@@ -1,11 +1,12 @@
 """Redis down: reads keep answering from PostgreSQL (degraded, logged, metric); sessions say 503."""
 
 import logging
+import time
 
 import pytest
 
 from deploy.stack import Stack
-from tests.integration.api.api_testkit import create_course, derive, free_port, sign_up
+from tests.integration.api.api_testkit import PASSWORD, create_course, derive, free_port, sign_up
 
 pytestmark = pytest.mark.integration
 
@@ -60,6 +61,35 @@ def test_reads_keep_working_while_redis_is_down(private_redis, make_client, capl
     assert any(line.startswith("lakehouse_redis_errors_total") for line in metrics.splitlines())
 
     # Sessions live in Redis: login cannot start one, and says so in the error model.
-    login = client.post("/v1/auth/login", json={"email": student.email, "password": "correct horse battery staple"})
+    login = client.post("/v1/auth/login", json={"email": student.email, "password": PASSWORD})
     assert login.status_code == 503
     assert login.headers["content-type"] == "application/problem+json"
+
+    # Live notifications need Redis: the WebSocket closes with 1011 and says why.
+    import asyncio
+
+    import websockets
+
+    from tests.integration.api.api_testkit import LiveServer
+
+    with LiveServer(settings) as server:
+        url = f"ws://127.0.0.1:{server.port}/v1/notifications?access_token={student.access_token}"
+
+        async def close_code() -> int | None:
+            async with websockets.connect(url) as ws:
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await asyncio.wait_for(ws.recv(), timeout=10)
+                return closed.value.rcvd.code if closed.value.rcvd else None
+
+        assert asyncio.run(close_code()) == 1011
+
+    # Redis comes back: once the breaker's back-off has passed, sessions and the cache work again.
+    private.up()
+    deadline = time.monotonic() + settings.redis.down_backoff_s + 15
+    while time.monotonic() < deadline:
+        login = client.post("/v1/auth/login", json={"email": student.email, "password": PASSWORD})
+        if login.status_code == 200:
+            break
+        time.sleep(0.5)
+    assert login.status_code == 200, login.text
+    assert client.get("/readyz").json()["status"] == "ready"

@@ -218,3 +218,15 @@ def test_kafka_down_fails_the_job_with_a_reason_and_answers_503(api_settings, tm
         listed = client.get(f"/v1/courses/{course['id']}/documents", headers=owner.headers).json()["items"]
         assert [d["status"] for d in listed] == ["failed"]
         assert "could not queue" in listed[0]["error"]
+        job_status = client.get(f"/v1/jobs/{listed[0]['id']}", headers=owner.headers)
+        assert job_status.status_code == 404  # (a document id is not a job id)
+
+    # The broker is back: the same bytes are accepted again as a new version, not a duplicate.
+    working = derive(broken, kafka={"bootstrap_servers": api_settings.kafka.servers, "topic_prefix": "again."})
+    with TestClient(create_app(working)) as client:
+        again = upload(client, owner, course["id"], ("a.pdf", short_pdf("queued never")))
+        assert again.status_code == 202, again.text
+        [job] = again.json()["jobs"]
+        assert (job["document_id"], job["version"], job["duplicate"]) == (listed[0]["id"], 2, False)
+        [latest] = client.get(f"/v1/courses/{course['id']}/documents", headers=owner.headers).json()["items"]
+        assert (latest["version"], latest["status"], latest["error"]) == (2, "queued", None)

@@ -7,10 +7,22 @@ import pytest
 from core.sharding import jump_hash, shard_for
 
 
-def test_jump_hash_matches_the_reference_implementation():
-    # Values of the C++ reference (Lamping & Veach) for key 0 and a few bucket counts.
-    assert [jump_hash(0, n) for n in (1, 2, 10, 100)] == [0, 0, 0, 0]
-    assert jump_hash(0xDEADBEEF, 1) == 0
+# Published vectors generated from the reference C++ code (Lamping & Veach), as used by the Go
+# port's tests: bucket of ``key`` for 1, 2, 3, ... buckets. Key 0 alone would pass a function
+# that always answers 0; the others would not.
+REFERENCE = {
+    1: [0, 0, 0, 0, 0, 0, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 17, 17],
+    0xDEADBEEF: [0, 1, 2, 3, 3, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 16, 16, 16],
+    0x0DDC0FFEEBADF00D: [0, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 15, 15, 15, 15],
+}
+
+
+@pytest.mark.parametrize("key", sorted(REFERENCE))
+def test_jump_hash_matches_the_reference_implementation(key):
+    assert [jump_hash(key, n) for n in range(1, len(REFERENCE[key]) + 1)] == REFERENCE[key]
+
+
+def test_jump_hash_stays_in_range():
     assert all(0 <= jump_hash(k, 7) < 7 for k in range(1000))
 
 
@@ -31,6 +43,7 @@ def test_shard_for_spreads_keys_evenly():
 def test_adding_a_shard_moves_about_one_in_n_keys_and_only_to_the_new_shard(before):
     keys = [uuid.uuid4() for _ in range(6000)]
     moved = [k for k in keys if shard_for(k, before) != shard_for(k, before + 1)]
+    assert moved  # (the check below is vacuous on an empty list)
     assert all(shard_for(k, before + 1) == before for k in moved)  # nothing reshuffles between old shards
     expected = len(keys) / (before + 1)
     assert 0.8 * expected < len(moved) < 1.2 * expected
