@@ -81,9 +81,6 @@ class ShardedPostgres:
         """The pool of the shard ``key`` hashes to."""
         return self.pools[self.shard_of(key)]
 
-    def pool(self, shard: int) -> ConnectionPool:
-        return self.pools[shard]
-
     def fan_out(self, work: Callable[[int, psycopg.Connection], T], *, shards: Iterable[int] | None = None) -> list[T]:
         """Runs ``work(shard, conn)`` on each shard (all by default) through the bounded pool, in shard order."""
         targets = sorted(set(range(self.shards) if shards is None else shards))
