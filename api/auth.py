@@ -94,7 +94,7 @@ class TokenService:
         except jwt.InvalidTokenError as exc:
             raise Unauthorized(f"The {typ} token is invalid.") from exc
         if claims.get("typ") != typ:
-            raise Unauthorized(f"A {typ} token is required.")
+            raise Unauthorized(f"{'An' if typ[0] in 'aeiou' else 'A'} {typ} token is required.")
         return claims
 
     def access_token(self, *, user_id: uuid.UUID, role: Role, session_id: str) -> str:

@@ -97,6 +97,8 @@ def test_expired_forged_and_wrong_type_tokens_are_401(client, api_settings):
         assert response.status_code == 401, name
         assert response.headers["content-type"] == "application/problem+json", name
         assert response.json()["status"] == 401
+    wrong_type = client.get("/v1/users/me", headers={"Authorization": f"Bearer {cases['refresh as access']}"})
+    assert wrong_type.json()["detail"] == "An access token is required."
     expired = client.get("/v1/users/me", headers={"Authorization": f"Bearer {cases['expired']}"})
     assert "expired" in expired.json()["detail"]
     missing = client.get("/v1/users/me")
