@@ -23,6 +23,7 @@ from core.events import TOPIC_DOCUMENTS_FAILED, TOPIC_DOCUMENTS_INDEXED, TOPIC_D
 from core.settings import PROJECT_ROOT, IngestSettings
 from lake.tables import BRONZE_DOCUMENT_EVENTS, SILVER_CHUNKS, SILVER_DOCUMENTS, SILVER_PAGES
 from processing import pdf, samples
+from processing.embedding import DIMENSION
 from tests.integration.spark_jobs.ingest_testkit import (
     RecordingSink,
     UnreachableFor,
@@ -129,10 +130,11 @@ def test_ingest_indexes_good_pdfs_with_equal_chunk_counts_in_delta_and_lancedb(i
         assert sorted(in_delta) == sorted(in_lance), f"{name}: Delta and LanceDB disagree"
         expected = expected_chunk_ids(settings, ingested["pdfs"][name], document_id=event.document_id)
         assert set(in_delta) == expected, f"{name}: chunks missing or extra"
-    # Only good documents have chunks; every stored embedding is a unit 384-d vector.
+    # Only good documents have chunks; every stored embedding is a unit vector of the model's size.
     assert {r["document_id"] for r in lance} == {e.document_id for e in ingested["good"].values()}
-    vector = delta_chunks[0]["embedding"]
-    assert len(vector) == 384 and abs(sum(x * x for x in vector) - 1.0) < 1e-3
+    for row in delta_chunks:
+        vector = row["embedding"]
+        assert len(vector) == DIMENSION and abs(sum(x * x for x in vector) - 1.0) < 1e-3, row["chunk_id"]
 
     pages = [r for r in delta_rows(settings, SILVER_PAGES) if r["document_id"] == ingested["good"]["book"].document_id]
     assert sorted(r["page_number"] for r in pages) == list(range(1, 61))
