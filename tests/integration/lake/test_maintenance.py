@@ -17,10 +17,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.spark]
 
 
 def _pages(spark, document: str, count: int):
-    from pyspark.sql.types import StructType
-
     rows = [(f"{document}-p{n}", document, 1, "course-m", n, f"text of page {n}", 16) for n in range(count)]
-    return spark.createDataFrame(rows, StructType.fromDDL(tables.SILVER_PAGES_SCHEMA))
+    return spark.createDataFrame(rows, tables.spark_schema(tables.SILVER_PAGES))
 
 
 def _lance_rows(document: str, count: int) -> list[dict]:
