@@ -110,6 +110,7 @@ class _Notifications(threading.Thread):
 def run_demo(settings: Settings, *, console: Console, pages: int = DEMO_PAGES) -> DemoReport:
     from deploy.migrate import migrate
     from processing.samples import course_book
+    from spark_jobs.ingest.heartbeat import stream_is_ready
 
     report = DemoReport()
     state = settings.stack.state_dir
@@ -145,7 +146,7 @@ def run_demo(settings: Settings, *, console: Console, pages: int = DEMO_PAGES) -
     api_log, job_log = state / "logs" / "demo-api.log", state / "logs" / "demo-ingest.log"
     api_argv = [sys.executable, "-m", "cli", "api", "--port", str(port)]
     job_argv = [sys.executable, "-m", "spark_jobs.ingest_documents", "--trigger-seconds", "1"]
-    log_offset = len(job_log.read_text(errors="replace")) if job_log.exists() else 0
+    launched_at = time.time()
     with _process(job_argv, log_path=job_log, env=env) as job, _process(api_argv, log_path=api_log, env=env) as api:
 
         def wait_api() -> str:
@@ -172,7 +173,7 @@ def run_demo(settings: Settings, *, console: Console, pages: int = DEMO_PAGES) -
             while time.monotonic() < deadline:
                 if job.poll() is not None:
                     raise RuntimeError(f"the ingestion job exited with {job.returncode}:\n{_tail(job_log)}")
-                if "stream started" in job_log.read_text(errors="replace")[log_offset:]:
+                if stream_is_ready(settings, since=launched_at):  # its heartbeat, not a log line
                     return f"Spark Structured Streaming on Kafka (logs: {job_log})"
                 time.sleep(0.5)
             raise TimeoutError(f"the ingestion stream did not start in 180 s:\n{_tail(job_log)}")

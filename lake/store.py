@@ -1,6 +1,7 @@
 """The object store behind one small interface: the local filesystem or any S3 endpoint.
 
-Raw uploads are immutable objects under keys like ``core.keys.raw_object_key`` (``raw/uploads/{course}/{document}/v{version}.pdf``).
+Raw uploads are immutable objects under ``core.keys.raw_object_key``
+(``raw/uploads/{course}/{document}/v{version}.pdf``).
 ``put_stream`` copies from a file-like object in fixed-size parts, so a 200 MB upload never
 sits in memory whole.
 """

@@ -26,8 +26,11 @@ def heartbeat_key(settings: Settings, job_name: str) -> str:
     return settings.redis.key_prefix + stream_heartbeat_key(job_name)
 
 
-def stream_is_ready(settings: Settings, *, job_name: str = "ingest_documents", redis: Any = None) -> bool:
-    """True when the stream ``job_name`` has beaten within ``ingest.heartbeat_ttl_s`` seconds."""
+def stream_is_ready(
+    settings: Settings, *, job_name: str = "ingest_documents", redis: Any = None, since: float | None = None
+) -> bool:
+    """True when the stream ``job_name`` has beaten within ``ingest.heartbeat_ttl_s`` seconds
+    (and, with ``since``, not before that epoch time: a beat of an earlier run does not count)."""
     from core.redis import redis_client
 
     client = redis if redis is not None else redis_client(settings.redis)
@@ -41,6 +44,8 @@ def stream_is_ready(settings: Settings, *, job_name: str = "ingest_documents", r
     try:
         beat = float(value)
     except ValueError:
+        return False
+    if since is not None and beat < since:
         return False
     return time.time() - beat < settings.ingest.heartbeat_ttl_s
 

@@ -5,12 +5,6 @@ from __future__ import annotations
 import pytest
 
 
-def pytest_configure(config):
-    # Service markers; registering them again (pyproject.toml) is harmless.
-    for name in ("kafka", "redis", "postgres"):
-        config.addinivalue_line("markers", f"{name}: talks to the local stack's {name}")
-
-
 @pytest.fixture
 def producer(settings, stack):
     from streaming.kafka import json_producer

@@ -6,7 +6,6 @@ import pytest
 
 from core.sharding import jump_hash, shard_for
 
-
 # Published vectors generated from the reference C++ code (Lamping & Veach), as used by the Go
 # port's tests: bucket of ``key`` for 1, 2, 3, ... buckets. Key 0 alone would pass a function
 # that always answers 0; the others would not.
