@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup stack-up stack-down stack-status demo smoke test unit lint bench lock clean
+.PHONY: setup stack-up stack-down stack-status airflow airflow-down demo smoke test unit lint bench lock clean
 
 setup:  ## Python environment (reused when requirements.lock is unchanged)
 	@bash deploy/bootstrap.sh
@@ -16,6 +16,12 @@ stack-down:  ## Stop exactly what stack-up started
 
 stack-status:
 	@$(PY) -m cli stack status
+
+airflow: stack-up  ## Start Airflow (api-server, scheduler, dag-processor) on loopback; prints the UI and login
+	@$(PY) -m cli airflow up
+
+airflow-down:  ## Stop exactly what `make airflow` started
+	@if [ -x $(PY) ]; then $(PY) -m cli airflow down; else echo "no environment: nothing to stop"; fi
 
 demo: stack-up  ## Set up from nothing and run the platform end to end
 	@$(PY) -m cli demo

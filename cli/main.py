@@ -6,13 +6,16 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    from deploy.airflow import AirflowStatus
 
 app = typer.Typer(help="Lakehouse for Learning", no_args_is_help=True, add_completion=False)
 stack_app = typer.Typer(help="The local stack: PostgreSQL, Redis, Kafka, MinIO", no_args_is_help=True)
@@ -25,6 +28,8 @@ users_app = typer.Typer(help="Accounts that cannot be made through the API", no_
 app.add_typer(users_app, name="users")
 jobs_app = typer.Typer(help="Ingestion jobs", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
+airflow_app = typer.Typer(help="The local Airflow: api-server, scheduler, dag-processor", no_args_is_help=True)
+app.add_typer(airflow_app, name="airflow")
 # Piped output (CI logs, `| tee`) gets a wide console so tables do not wrap into columns of words.
 console = Console(stderr=False, width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True)
@@ -61,10 +66,13 @@ def stack_up() -> None:
 
 @stack_app.command("down")
 def stack_down() -> None:
-    """Stop exactly the processes `stack up` started (by PID)."""
+    """Stop exactly the processes `stack up` and `airflow up` started (by PID)."""
+    from deploy.airflow import LocalAirflow
     from deploy.stack import Stack
 
-    stopped = Stack(_settings()).down()
+    settings = _settings()
+    # Airflow first: its processes hold connections to the stack's PostgreSQL.
+    stopped = [*LocalAirflow(settings).down(), *Stack(settings).down()]
     console.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
 
 
@@ -109,6 +117,59 @@ def _print_status(statuses: list) -> None:
             s.detail,
         )
     console.print(table)
+
+
+@airflow_app.command("up")
+def airflow_up() -> None:
+    """Start Airflow on loopback (idempotent), wait for health, print the address and login."""
+    from deploy.airflow import AirflowStartError, LocalAirflow
+
+    settings = _settings()
+    airflow = LocalAirflow(settings, report=_report)
+    started = time.perf_counter()
+    try:
+        status = airflow.up()
+    except AirflowStartError as exc:
+        err.print("[red]airflow up failed:[/red]")
+        err.print(str(exc), markup=False, highlight=False)  # log lines hold brackets rich would parse
+        raise typer.Exit(1) from exc
+    _print_airflow_status(status)
+    login = airflow.login()
+    console.print(f"[setup] {'airflow up total':<28} {time.perf_counter() - started:6.1f} s", markup=False)
+    console.print(f"Airflow UI: {login.url}  user: {login.user}  password: {login.password}", markup=False)
+
+
+@airflow_app.command("down")
+def airflow_down() -> None:
+    """Stop exactly the Airflow processes `airflow up` started."""
+    from deploy.airflow import LocalAirflow
+
+    stopped = LocalAirflow(_settings()).down()
+    console.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+@airflow_app.command("status")
+def airflow_status() -> None:
+    """Each Airflow process and the api-server's health."""
+    from deploy.airflow import LocalAirflow
+
+    status = LocalAirflow(_settings()).status()
+    _print_airflow_status(status)
+    if not status.healthy:
+        raise typer.Exit(1)
+
+
+def _print_airflow_status(status: AirflowStatus) -> None:
+    table = Table(title=f"Airflow {status.url}")
+    for column in ("process", "pid", "processes", "RSS", "health", "log"):
+        table.add_column(column)
+    health = status.health or {}
+    keys = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
+    for p in status.processes:
+        state = (health.get(keys[p.role]) or {}).get("status") if p.role in keys else ("up" if health else None)
+        table.add_row(p.role, str(p.pid or "-"), str(p.members), f"{p.rss_mb:.0f} MB", state or "-", str(p.log))
+    console.print(table)
+    console.print(f"health: {status.detail}   total RSS: {status.rss_mb:.0f} MB", markup=False)
 
 
 @app.command("smoke")

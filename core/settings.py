@@ -263,6 +263,19 @@ class APISettings(_Section):
         return value
 
 
+class AirflowSettings(_Section):
+    """The local Airflow 3 (`lakehouse airflow up`): api-server, scheduler and dag-processor on loopback."""
+
+    port: int = Field(28080, ge=1, le=65535, description="Loopback port of the Airflow api-server (UI and REST API)")
+    admin_user: str = Field(
+        "admin", description="Airflow login (SimpleAuthManager); its password is made once under `<state_dir>/secrets/`"
+    )
+    dags_folder: Path = Field(PROJECT_ROOT / "dags", description="Folder Airflow parses DAG files from")
+    parallelism: int = Field(2, ge=1, description="Task instances LocalExecutor runs at once")
+    triggerer: bool = Field(False, description="Also run a triggerer (only deferrable operators need one)")
+    start_timeout_s: float = Field(240.0, gt=0, description="Seconds `airflow up` waits for health")
+
+
 class Settings(BaseSettings):
     """Root of the configuration tree. Build it at an entry point and pass it down."""
 
@@ -289,6 +302,7 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = EmbeddingSettings()
     ingest: IngestSettings = IngestSettings()
     api: APISettings = APISettings()
+    airflow: AirflowSettings = AirflowSettings()
 
     @field_validator("environment", mode="before")
     @classmethod
