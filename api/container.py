@@ -14,6 +14,7 @@ from api.course_search import SearchService
 from api.metrics import Metrics
 from api.ratelimit import RateLimiter
 from api.services import CourseService, DocumentService, JobService, UserService
+from api.study import StudyService
 from api.uploads import UploadService
 from core.db import ShardedPostgres
 from core.secrets import jwt_secret
@@ -21,6 +22,7 @@ from core.settings import Settings
 from lake.store import object_store
 from records.courses import CourseRecords
 from records.documents import DocumentRecords
+from records.study import StudyRecords
 from records.users import UserRecords
 from streaming.kafka import EventPublisher
 
@@ -42,6 +44,7 @@ class Services:
     jobs: JobService
     uploads: UploadService
     search: SearchService
+    study: StudyService
     publisher: EventPublisher
 
     @classmethod
@@ -87,6 +90,9 @@ class Services:
             jobs=jobs,
             uploads=uploads,
             search=SearchService(settings, courses),
+            study=StudyService(
+                settings, documents=document_records, courses=courses, records=StudyRecords(db), cache=cache
+            ),
             publisher=publisher,
         )
 

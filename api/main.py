@@ -20,7 +20,7 @@ from api.context import configure_logging, install_log_record_factory
 from api.errors import PROBLEM_MEDIA_TYPE, install_error_handlers, problem_responses
 from api.metrics import Metrics
 from api.middleware import BodyLimitMiddleware, RateLimitMiddleware, RequestContextMiddleware
-from api.routers import auth, courses, documents, health, jobs, notifications, users
+from api.routers import auth, courses, documents, health, jobs, notifications, study, users
 from core.settings import APISettings, Settings
 
 DESCRIPTION = """\
@@ -67,7 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = metrics
     app.state.services = None
     install_error_handlers(app)
-    for router in (auth.router, users.router, courses.router, documents.router, jobs.router):
+    for router in (auth.router, users.router, courses.router, documents.router, jobs.router, study.router):
         app.include_router(router)
     app.include_router(documents.search_router)
     app.include_router(notifications.router)

@@ -179,3 +179,100 @@ class SearchHit(_Response):
 class SearchResults(_Response):
     query: str
     hits: list[SearchHit]
+
+
+# ---- study material ------------------------------------------------------------------------------
+class NotReadyBody(_Response):
+    status: Literal["not_ready"] = "not_ready"
+    detail: str
+    job: Job | None = Field(None, description="The job generating it, when one runs")
+
+
+class QuizOptionOut(_Response):
+    option_id: str
+    text: str
+
+
+class QuizItemOut(_Response):
+    item_id: str
+    kind: Literal["mcq", "cloze"]
+    question: str
+    options: list[QuizOptionOut]
+    page: int = Field(description="Page the item's source passage is on")
+    difficulty: Literal["easy", "medium", "hard"]
+
+
+class QuizQualityOut(_Response):
+    answerability: float
+    duplicate_rate: float
+    flagged: bool
+    reasons: list[str]
+
+
+class QuizOut(_Response):
+    quiz_id: str
+    document_id: uuid.UUID
+    version: int
+    generator: str
+    quality: QuizQualityOut
+    items: list[QuizItemOut] = Field(description="Without the key: POST an attempt to be graded")
+
+
+class Answer(_Request):
+    item_id: str = Field(min_length=1, max_length=64)
+    option_id: str = Field(min_length=1, max_length=64)
+    seconds: float | None = Field(None, ge=0, le=86400, description="Time spent on the item")
+
+
+class AttemptIn(_Request):
+    attempt_id: uuid.UUID | None = Field(None, description="Choose one to make a retried POST count once")
+    answers: list[Answer] = Field(min_length=1, max_length=500)
+
+
+class GradedItem(_Response):
+    item_id: str
+    chosen_option_id: str | None
+    correct_option_id: str
+    correct: bool
+    explanation: str
+    page: int
+    seconds: float | None
+
+
+class AttemptOut(_Response):
+    attempt_id: uuid.UUID
+    quiz_id: str
+    score: float
+    max_score: float
+    items: list[GradedItem]
+    created_at: datetime
+
+
+class DueCard(_Response):
+    card_id: str
+    front: str
+    back: str
+    page: int
+    document_id: uuid.UUID
+    due_at: datetime | None = Field(description="null: never reviewed (due now)")
+    reviews: int
+
+
+class DueCards(_Response):
+    course_id: uuid.UUID
+    due: int
+    total: int
+    cards: list[DueCard]
+
+
+class ReviewIn(_Request):
+    rating: Literal["again", "hard", "good", "easy"]
+    review_id: uuid.UUID | None = Field(None, description="Choose one to make a retried POST count once")
+
+
+class ReviewOut(_Response):
+    card_id: str
+    recorded: bool = Field(description="False when this review id was recorded before")
+    due_at: datetime
+    reviews: int
+    stability: float | None

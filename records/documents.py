@@ -110,6 +110,27 @@ class DocumentRecords:
                 (course_id, document_id, version, version),
             ).fetchone()
 
+    def find(self, document_id: uuid.UUID | str) -> dict[str, Any] | None:
+        """The latest version of a document known by id alone: the shard is unknown, so a
+        bounded fan-out (the API caches the answer)."""
+
+        def read(_shard: int, conn: Any) -> dict[str, Any] | None:
+            return conn.execute(
+                f"SELECT {DOCUMENT_COLUMNS} FROM documents WHERE id = %s ORDER BY version DESC LIMIT 1",
+                (document_id,),
+            ).fetchone()
+
+        return next((row for row in self.db.fan_out(read) if row is not None), None)
+
+    def latest_indexed(self, course_id: str, document_id: str) -> dict[str, Any] | None:
+        """The newest version of a document whose processing finished (the one study material is for)."""
+        with pool_for(self.db, course_id).connection() as conn:
+            return conn.execute(
+                f"SELECT {DOCUMENT_COLUMNS} FROM documents WHERE course_id = %s AND id = %s AND status = 'indexed'"
+                " ORDER BY version DESC LIMIT 1",
+                (course_id, document_id),
+            ).fetchone()
+
     def find_by_sha256(self, course_id: uuid.UUID | str, sha256: str) -> dict[str, Any] | None:
         with pool_for(self.db, str(course_id)).connection() as conn:
             return conn.execute(
