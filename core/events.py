@@ -63,3 +63,6 @@ class DocumentFailed(_Event):
     job_id: str | None
     reason: str
     raw: str | None = Field(None, description="The offending message, when it could not be parsed")
+
+# The Airflow asset the ingestion stream marks when documents are indexed; the study DAGs run on it.
+INDEXED_DOCUMENTS_ASSET = "lakehouse_indexed_documents"

@@ -76,7 +76,7 @@ def hybrid_search(
         # IVF_PQ alone has poor recall here (~0.2 @10); re-ranking on full vectors restores it.
         vector_query = vector_query.nprobes(settings.nprobes).refine_factor(settings.refine_factor)
     vector_rows = vector_query.to_list()
-    text_rows = _full_text(table, query, where, candidates)
+    text_rows = full_text(table, query, where, candidates)
 
     best = fuse(vector_rows, text_rows, rrf_k=settings.rrf_k, k=k, phrase=query)
     return [
@@ -145,7 +145,7 @@ def fuse(
     )[:k]
 
 
-def _full_text(table: Any, query: str, where: str, limit: int) -> list[dict[str, Any]]:
+def full_text(table: Any, query: str, where: str, limit: int) -> list[dict[str, Any]]:
     # The FTS parser gives meaning to quotes and operators; a student's query is plain words.
     words = normalized_words(query)  # the index lower-cases too
     if not words:

@@ -1,0 +1,70 @@
+"""Quizzes and flashcards of every indexed document version that has none from the current
+generator.
+
+Orchestration only: the tasks call ``study.batch``, which reads silver (and the notes in gold),
+generates and writes ``gold/quizzes``, ``gold/quiz_items`` and ``gold/flashcards``.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag, get_current_context, task
+
+from dags._study_common import DEFAULT_ARGS, PARAMS, SCHEDULE, START
+
+DOC = """\
+### Quizzes and flashcards
+For each indexed document version without a quiz from the current generator version (or the
+document / course in the params; `force` regenerates): multiple-choice and cloze items (4
+options, one key, explanation, source chunk and page, difficulty), no two testing the same
+fact, distractors from the same document's key terms within a similarity band; flashcards from
+key terms and cloze items. Quality (answerability, duplicate rate, distractor similarity) is
+logged and stored with the quiz. Keyed by (document, version, generator version): a rerun
+writes the same rows.
+"""
+
+
+@dag(
+    dag_id="generate_quizzes",
+    schedule=SCHEDULE,
+    start_date=START,
+    catchup=False,
+    max_active_runs=2,
+    tags=["study", "quiz"],
+    doc_md=DOC,
+    default_args=DEFAULT_ARGS,
+    params=PARAMS,
+)
+def generate_quizzes() -> None:
+    @task
+    def find_documents() -> list[dict]:
+        from core.settings import Settings
+        from study.batch import generator_version, pending
+
+        params = get_current_context()["params"]
+        settings = Settings()
+        found = pending(
+            settings,
+            "quiz",
+            generator_version=generator_version(settings),
+            course_id=params.get("course_id"),
+            document_id=params.get("document_id"),
+            force=bool(params.get("force")),
+        )
+        print(f"{len(found)} document version(s) need a quiz")
+        return [{**v.as_dict(), "job_id": params.get("job_id")} for v in found]
+
+    @task(pool="study_generation", map_index_template="{{ task.op_kwargs['document']['document_id'] }}")
+    def generate(document: dict) -> dict:
+        from core.settings import Settings
+        from study.batch import DocumentVersion, run_quiz
+
+        context = get_current_context()
+        target = DocumentVersion(document["document_id"], document["version"], document["course_id"])
+        summary = run_quiz(Settings(), target, run_at=context["dag_run"].run_after, job_id=document.get("job_id"))
+        print(summary)
+        return summary
+
+    generate.expand(document=find_documents())
+
+
+generate_quizzes()

@@ -1,0 +1,68 @@
+"""AI notes of every indexed document version that has none from the current generator.
+
+Orchestration only: the tasks call ``study.batch``, which reads silver, generates (offline
+generator or an OpenAI-compatible LLM, chosen by Settings) and writes ``gold/notes``.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag, get_current_context, task
+
+from dags._study_common import DEFAULT_ARGS, PARAMS, SCHEDULE, START
+
+DOC = """\
+### AI notes with page citations
+For each indexed document version without notes from the current generator version (or the one
+document / course given in the params; `force` regenerates): section notes (PDF outline or page
+windows), then a document overview, then key terms with definitions — every sentence with the
+page(s) it comes from. Written to `gold/notes` keyed by (document, version, generator version):
+a rerun writes the same rows. Each mapped task logs the quality scores (citation precision,
+section coverage) and reports progress on the student's job when one asked for it.
+"""
+
+
+@dag(
+    dag_id="summarise_documents",
+    schedule=SCHEDULE,
+    start_date=START,
+    catchup=False,
+    max_active_runs=2,
+    tags=["study", "notes"],
+    doc_md=DOC,
+    default_args=DEFAULT_ARGS,
+    params=PARAMS,
+)
+def summarise_documents() -> None:
+    @task
+    def find_documents() -> list[dict]:
+        from core.settings import Settings
+        from study.batch import generator_version, pending
+
+        params = get_current_context()["params"]
+        settings = Settings()
+        found = pending(
+            settings,
+            "notes",
+            generator_version=generator_version(settings),
+            course_id=params.get("course_id"),
+            document_id=params.get("document_id"),
+            force=bool(params.get("force")),
+        )
+        print(f"{len(found)} document version(s) need notes")
+        return [{**v.as_dict(), "job_id": params.get("job_id")} for v in found]
+
+    @task(pool="study_generation", map_index_template="{{ task.op_kwargs['document']['document_id'] }}")
+    def summarise(document: dict) -> dict:
+        from core.settings import Settings
+        from study.batch import DocumentVersion, run_notes
+
+        context = get_current_context()
+        target = DocumentVersion(document["document_id"], document["version"], document["course_id"])
+        summary = run_notes(Settings(), target, run_at=context["dag_run"].run_after, job_id=document.get("job_id"))
+        print(summary)
+        return summary
+
+    summarise.expand(document=find_documents())
+
+
+summarise_documents()

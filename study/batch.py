@@ -1,0 +1,296 @@
+"""The work of the study DAGs' tasks, with its I/O at the edges: which document versions need
+material, read one from silver, generate, write gold, report progress on the student's job.
+
+DAG files call these functions and nothing else; each builds nothing at import and takes the
+Settings built by the task. A rerun of the same generator version writes the same gold rows
+(stable ids, replace-where on the key), so a retried task never doubles anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from core.jobs import JobReporter, JobState
+from core.settings import Settings
+from study.models import ChunkText, DocumentText, PageText
+
+log = logging.getLogger("study.batch")
+Kind = Literal["notes", "quiz"]
+
+
+@dataclass(frozen=True)
+class DocumentVersion:
+    document_id: str
+    version: int
+    course_id: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"document_id": self.document_id, "version": self.version, "course_id": self.course_id}
+
+
+def indexed_versions(
+    settings: Settings, *, course_id: str | None = None, document_id: str | None = None
+) -> list[DocumentVersion]:
+    """The current indexed document versions in ``silver/documents`` (optionally of one course
+    or one document), oldest first."""
+    import pyarrow.compute as pc
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    from lake.gold import delta_location
+    from lake.tables import SILVER_DOCUMENTS
+
+    path, options = delta_location(settings, SILVER_DOCUMENTS)
+    wanted = (pc.field("status") == "indexed") & (pc.field("is_current") == True)  # noqa: E712 - an expression
+    if course_id:
+        wanted = wanted & (pc.field("course_id") == course_id)
+    if document_id:
+        wanted = wanted & (pc.field("document_id") == document_id)
+    try:
+        table = DeltaTable(path, storage_options=options).to_pyarrow_dataset()
+    except TableNotFoundError:
+        return []
+    rows = table.to_table(columns=["document_id", "version", "course_id", "uploaded_at"], filter=wanted).to_pylist()
+    rows.sort(key=lambda r: (r["uploaded_at"], r["document_id"], r["version"]))
+    return [DocumentVersion(r["document_id"], r["version"], r["course_id"]) for r in rows]
+
+
+def pending(
+    settings: Settings,
+    kind: Kind,
+    *,
+    generator_version: str,
+    course_id: str | None = None,
+    document_id: str | None = None,
+    force: bool = False,
+) -> list[DocumentVersion]:
+    """Indexed versions without material of this kind from this generator version (all of the
+    scope when ``force``: a regeneration)."""
+    from lake import gold
+
+    table = gold.GOLD_NOTES if kind == "notes" else gold.GOLD_QUIZZES
+    versions = indexed_versions(settings, course_id=course_id, document_id=document_id)
+    if force:
+        return versions
+    return [
+        v
+        for v in versions
+        if not gold.read_rows(
+            settings, table, document_id=v.document_id, version=v.version, generator_version=generator_version
+        )
+    ]
+
+
+def load_document(settings: Settings, target: DocumentVersion) -> DocumentText:
+    """One document version's pages and chunks from silver, as generation reads them."""
+    from lake.gold import read_document_text
+
+    data = read_document_text(settings, document_id=target.document_id, version=target.version)
+    if not data["pages"]:
+        raise LookupError(f"document {target.document_id} v{target.version} has no pages in silver/pages")
+    return DocumentText(
+        document_id=target.document_id,
+        version=target.version,
+        course_id=target.course_id,
+        pages=[PageText(number=p["page_number"], text=p["text"] or "") for p in data["pages"]],
+        chunks=[
+            ChunkText(chunk_id=c["chunk_id"], page_start=c["page_start"], page_end=c["page_end"], text=c["text"])
+            for c in data["chunks"]
+        ],
+    )
+
+
+class JobProgress:
+    """Reports units done / total (sections, quiz items) and an ETA on the student's job, live in
+    Redis (the notifications WebSocket relays it) and durable in PostgreSQL at start and end."""
+
+    def __init__(self, settings: Settings, job_id: str | None) -> None:
+        self.settings = settings
+        self.job_id = job_id
+        self.started = time.monotonic()
+        self._reporter: JobReporter | None = None
+        self._db: Any = None
+
+    def _live(self) -> JobReporter | None:
+        if self.job_id is None:
+            return None
+        if self._reporter is None:
+            from core.redis import redis_client
+
+            self._reporter = JobReporter(redis_client(self.settings.redis))
+        return self._reporter
+
+    def _durable(self, state: JobState) -> None:
+        from core.db import ShardedPostgres
+        from records.documents import DocumentRecords
+
+        if self._db is None:
+            self._db = ShardedPostgres(self.settings.postgres)
+        DocumentRecords(self._db).save_job(state)
+
+    def update(self, done: int, total: int) -> None:
+        reporter = self._live()
+        if reporter is None or self.job_id is None:
+            return
+        elapsed = time.monotonic() - self.started
+        eta = elapsed / done * (total - done) if done else None
+        try:
+            state = reporter.update(self.job_id, status="running", pages_done=done, pages_total=total, eta_s=eta)
+            if state is not None and done == 0:
+                self._durable(state)
+        except Exception as exc:  # noqa: BLE001 - progress is best effort; the outcome is recorded below
+            log.warning("progress of job %s not reported: %s", self.job_id, exc)
+
+    def finish(self, *, error: str | None = None) -> None:
+        reporter = self._live()
+        if reporter is None or self.job_id is None:
+            return
+        changes: dict[str, Any] = {"status": "failed" if error else "succeeded", "error": error, "eta_s": 0.0}
+        state = reporter.update(self.job_id, **changes)
+        if state is not None:
+            self._durable(state)
+        if self._db is not None:
+            self._db.close()
+
+
+def _generator(settings: Settings) -> Any:
+    from processing.embedding import get_embedder
+    from study.generators import build_generator
+
+    return build_generator(settings.llm, get_embedder(settings.embedding))
+
+
+def generator_version(settings: Settings) -> str:
+    """The version of the generator Settings choose (part of every gold key)."""
+    return str(_generator(settings).version)
+
+
+def _full_text_search(settings: Settings, course_id: str) -> Callable[[str], list[str]]:
+    """Chunk ids the course's full-text index returns for a question (for answerability)."""
+    from lake import vectors
+    from lake.search import full_text
+
+    table = vectors.open_chunks(vectors.connect(settings.lancedb), settings.lancedb, create=False)
+    where = f"course_id = {vectors.quote(course_id)}"
+
+    def search(question: str) -> list[str]:
+        return [hit["chunk_id"] for hit in full_text(table, question, where, 5)]
+
+    return search
+
+
+def run_notes(
+    settings: Settings, target: DocumentVersion, *, run_at: datetime, job_id: str | None = None
+) -> dict[str, Any]:
+    """Generates and writes the notes of one document version; returns a summary for the log."""
+    from lake import gold
+    from study.notes import generate_notes
+
+    progress = JobProgress(settings, job_id)
+    started = time.monotonic()
+    try:
+        generator = _generator(settings)
+        doc = load_document(settings, target)
+        notes = generate_notes(doc, generator=generator, progress=progress.update)
+        gold.replace_rows(
+            settings,
+            gold.GOLD_NOTES,
+            [gold.notes_row(notes, run_at=run_at)],
+            document_id=target.document_id,
+            version=target.version,
+            generator_version=notes.generator_version,
+        )
+    except Exception as exc:
+        progress.finish(error=f"notes generation failed: {type(exc).__name__}: {exc}"[:500])
+        raise
+    progress.finish()
+    quality = notes.quality
+    return {
+        **target.as_dict(),
+        "generator": notes.generator,
+        "generator_version": notes.generator_version,
+        "pages": len(doc.pages),
+        "sections": quality.sections,
+        "sections_covered": quality.sections_covered,
+        "citation_precision": round(quality.citation_precision, 4),
+        "section_coverage": round(quality.section_coverage, 4),
+        "flagged": quality.flagged,
+        "reasons": quality.reasons,
+        "tokens": dict(getattr(generator, "usage", {})),
+        "seconds": round(time.monotonic() - started, 2),
+    }
+
+
+def run_quiz(
+    settings: Settings, target: DocumentVersion, *, run_at: datetime, job_id: str | None = None, items: int = 10
+) -> dict[str, Any]:
+    """Generates and writes the quiz and flashcards of one document version (from its notes,
+    generated first when missing); returns a summary for the log."""
+    from lake import gold
+    from processing.embedding import get_embedder
+    from study.cards import flashcards
+    from study.models import Notes
+    from study.notes import generate_notes
+    from study.quiz import generate_quiz
+
+    progress = JobProgress(settings, job_id)
+    started = time.monotonic()
+    try:
+        generator = _generator(settings)
+        doc = load_document(settings, target)
+        stored = gold.read_rows(
+            settings,
+            gold.GOLD_NOTES,
+            document_id=target.document_id,
+            version=target.version,
+            generator_version=generator.version,
+        )
+        notes = Notes.model_validate_json(stored[0]["payload"]) if stored else generate_notes(doc, generator=generator)
+        quiz = generate_quiz(
+            doc,
+            notes,
+            generator=generator,
+            embedder=get_embedder(settings.embedding),
+            items=items,
+            progress=progress.update,
+            search=_full_text_search(settings, target.course_id),
+        )
+        head, item_rows = gold.quiz_rows(quiz, run_at=run_at)
+        version_key: dict[str, Any] = {
+            "document_id": target.document_id,
+            "version": target.version,
+            "generator_version": quiz.generator_version,
+        }
+        gold.replace_rows(settings, gold.GOLD_QUIZ_ITEMS, item_rows, **version_key)
+        gold.replace_rows(settings, gold.GOLD_QUIZZES, [head], **version_key)
+        cards = flashcards(notes, quiz)
+        card_rows = gold.card_rows(
+            cards, generator=quiz.generator, generator_version=quiz.generator_version, run_at=run_at
+        )
+        gold.replace_rows(settings, gold.GOLD_FLASHCARDS, card_rows, **version_key)
+    except Exception as exc:
+        progress.finish(error=f"quiz generation failed: {type(exc).__name__}: {exc}"[:500])
+        raise
+    progress.finish()
+    quality = quiz.quality
+    return {
+        **target.as_dict(),
+        "generator": quiz.generator,
+        "generator_version": quiz.generator_version,
+        "items": quality.items,
+        "answerability": round(quality.answerability, 4),
+        "duplicate_rate": round(quality.duplicate_rate, 4),
+        "distractor_similarity": [
+            round(quality.distractor_similarity_min, 3),
+            round(quality.distractor_similarity_max, 3),
+        ],
+        "flashcards": len(cards),
+        "flagged": quality.flagged,
+        "reasons": quality.reasons,
+        "seconds": round(time.monotonic() - started, 2),
+    }
