@@ -6,6 +6,7 @@ this module; ``api/deps.py`` hands the built services to the routers.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from api.auth import TokenService
@@ -17,14 +18,39 @@ from api.services import CourseService, DocumentService, JobService, UserService
 from api.study import StudyService
 from api.uploads import UploadService
 from core.db import ShardedPostgres
-from core.secrets import jwt_secret
+from core.secrets import airflow_password, jwt_secret
 from core.settings import Settings
 from lake.store import object_store
+from orchestration.airflow_api import AirflowClient
 from records.courses import CourseRecords
 from records.documents import DocumentRecords
 from records.study import StudyRecords
 from records.users import UserRecords
 from streaming.kafka import EventPublisher
+
+
+class AirflowConnection:
+    """Airflow's REST client, made on first use (the API starts while Airflow is down) and shared."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._client: AirflowClient | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> AirflowClient:
+        with self._lock:
+            if self._client is None:
+                af = self.settings.airflow
+                self._client = AirflowClient(
+                    af.url, username=af.admin_user, password=airflow_password(self.settings), timeout_s=10.0
+                )
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
 
 @dataclass
@@ -46,6 +72,7 @@ class Services:
     search: SearchService
     study: StudyService
     publisher: EventPublisher
+    airflow: AirflowConnection
 
     @classmethod
     def build(cls, settings: Settings, metrics: Metrics) -> Services:
@@ -68,6 +95,7 @@ class Services:
         documents = DocumentService(document_records, courses, cache)
         jobs = JobService(document_records, redis, courses)
         publisher = EventPublisher(settings.kafka, client_id="lakehouse-api")
+        airflow = AirflowConnection(settings)
         uploads = UploadService(
             max_upload_bytes=settings.api.max_upload_bytes,
             store=object_store(settings.object_store),
@@ -91,12 +119,20 @@ class Services:
             uploads=uploads,
             search=SearchService(settings, courses),
             study=StudyService(
-                settings, documents=document_records, courses=courses, records=StudyRecords(db), cache=cache
+                settings,
+                documents=document_records,
+                courses=courses,
+                records=StudyRecords(db),
+                cache=cache,
+                jobs=jobs,
+                orchestrator=airflow,
             ),
             publisher=publisher,
+            airflow=airflow,
         )
 
     def close(self) -> None:
+        self.airflow.close()
         self.publisher.close()
         self.redis.close()
         self.db.close()

@@ -276,3 +276,9 @@ class ReviewOut(_Response):
     due_at: datetime
     reviews: int
     stability: float | None
+
+
+class GenerationRequested(_Response):
+    status: Literal["ready", "queued"] = Field(description="ready: it exists (GET location); queued: follow the job")
+    job: Job | None = Field(None, description="The job generating it (progress also over the notifications WebSocket)")
+    location: str

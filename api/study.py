@@ -9,14 +9,16 @@ check of the document's course: another course's notes, quiz or card is a 404.
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from api.auth import Principal
-from api.cache import CacheAside
-from api.errors import NotFound, ProblemError
-from api.services import CourseService
+from api.cache import CacheAside, RedisDown
+from api.errors import NotFound, ProblemError, ServiceUnavailable
+from api.services import CourseService, JobService
 from core.settings import Settings
 from lake import gold
 from records.documents import DocumentRecords
@@ -32,6 +34,16 @@ class NotReady(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+class Orchestrator(Protocol):
+    """What the API needs of Airflow (``orchestration.airflow_api.AirflowClient``)."""
+
+    def trigger(self, dag_id: str, *, run_id: str, conf: dict[str, Any] | None = None) -> Any: ...
+
+
+# The DAG that makes each kind of material, and the gold table whose row says it exists.
+GENERATION_DAGS = {"notes": ("summarise_documents", gold.GOLD_NOTES), "quiz": ("generate_quizzes", gold.GOLD_QUIZZES)}
 
 
 class UnprocessableAnswer(ProblemError):
@@ -51,12 +63,16 @@ class StudyService:
         courses: CourseService,
         records: StudyRecords,
         cache: CacheAside,
+        jobs: JobService,
+        orchestrator: Callable[[], Orchestrator],
     ) -> None:
         self.settings = settings
         self.documents = documents
         self.courses = courses
         self.records = records
         self.cache = cache
+        self.jobs = jobs
+        self.orchestrator = orchestrator
 
     # ---- lookups -------------------------------------------------------------------------------
     def document(self, document_id: uuid.UUID, principal: Principal) -> dict[str, Any]:
@@ -85,6 +101,51 @@ class StudyService:
                 for r in gold.read_rows(self.settings, name, document_id=document["id"], version=document["version"])
             ],
         )
+
+    # ---- asking for material -------------------------------------------------------------------
+    def request(self, kind: Literal["notes", "quiz"], document_id: uuid.UUID, principal: Principal) -> dict[str, Any]:
+        """Starts generating ``kind`` for the newest indexed version, or points to what exists or
+        runs already: one DAG run per document version (its run id is derived from the version),
+        so a second request while it runs starts nothing new. Returns ``{"status": "ready" |
+        "queued", "job": JobState | None}``."""
+        document = self.document(document_id, principal)
+        dag_id, table = GENERATION_DAGS[kind]
+        self.cache.invalidate(f"gold:{table}:{document['id']}:v{document['version']}")
+        if self._gold(table, document):
+            return {"status": "ready", "job": None}
+        run_id = f"{kind}__{document['id']}__v{document['version']}"
+        claim = self.jobs.redis.key(f"study-run:{run_id}")
+        job = self.jobs.new(
+            kind=kind, user_id=str(principal.user_id), course_id=document["course_id"], document_id=document["id"]
+        )
+        try:
+            holder = self.jobs.redis.call(
+                "study_run_claim", lambda c: c.set(claim, job.job_id, nx=True, ex=24 * 3600, get=True)
+            )
+        except RedisDown as exc:
+            raise ServiceUnavailable("Generation cannot be queued while Redis is down; try again shortly.") from exc
+        if holder is not None:  # a run for this version was asked for before: follow its job
+            existing = self.jobs.records.job(holder) or self.jobs.redis.call(
+                "job_get", lambda _c: self.jobs.reporter.get(holder)
+            )
+            if existing is not None and existing.status != "failed":
+                return {"status": "queued", "job": existing}
+            run_id = f"{run_id}__{job.job_id}"  # the earlier run failed: a new run, a new job
+            self.jobs.redis.call("study_run_claim", lambda c: c.set(claim, job.job_id, ex=24 * 3600))
+        self.jobs.records.save_job(job)
+        self.jobs.announce(job)
+        try:
+            self.orchestrator().trigger(
+                dag_id, run_id=run_id, conf={"document_id": document["id"], "job_id": job.job_id}
+            )
+        except Exception as exc:  # Airflow unreachable or refusing: the job says why, the caller gets 503
+            reason = f"could not start generation: {type(exc).__name__}: {exc}"[:500]
+            failed = job.model_copy(update={"status": "failed", "error": reason, "updated_at": time.time()})
+            self.jobs.records.save_job(failed)
+            self.jobs.announce(failed)
+            self.jobs.redis.call("study_run_release", lambda c: c.delete(claim))
+            raise ServiceUnavailable("The scheduler is unavailable; nothing was queued. Try again shortly.") from exc
+        return {"status": "queued", "job": job}
 
     # ---- notes ---------------------------------------------------------------------------------
     def notes(self, document_id: uuid.UUID, principal: Principal) -> dict[str, Any]:

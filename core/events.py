@@ -64,5 +64,6 @@ class DocumentFailed(_Event):
     reason: str
     raw: str | None = Field(None, description="The offending message, when it could not be parsed")
 
+
 # The Airflow asset the ingestion stream marks when documents are indexed; the study DAGs run on it.
 INDEXED_DOCUMENTS_ASSET = "lakehouse_indexed_documents"

@@ -43,3 +43,8 @@ def jwt_secret(settings: Settings) -> str:
     if settings.api.jwt_secret is not None:
         return settings.api.jwt_secret.get_secret_value()
     return installation_secret(settings.stack.state_dir, "jwt_secret")
+
+
+def airflow_password(settings: Settings) -> str:
+    """The password of the local Airflow's admin user (made once per installation)."""
+    return installation_secret(settings.stack.state_dir, "airflow_admin_password", nbytes=24)

@@ -275,6 +275,11 @@ class AirflowSettings(_Section):
     triggerer: bool = Field(False, description="Also run a triggerer (only deferrable operators need one)")
     start_timeout_s: float = Field(240.0, gt=0, description="Seconds `airflow up` waits for health")
 
+    @property
+    def url(self) -> str:
+        """Where the API server (UI and REST API) listens."""
+        return f"http://127.0.0.1:{self.port}"
+
 
 class Settings(BaseSettings):
     """Root of the configuration tree. Build it at an entry point and pass it down."""

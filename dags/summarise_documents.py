@@ -36,7 +36,7 @@ def summarise_documents() -> None:
     @task
     def find_documents() -> list[dict]:
         from core.settings import Settings
-        from study.batch import generator_version, pending
+        from study.batch import JobProgress, generator_version, pending
 
         params = get_current_context()["params"]
         settings = Settings()
@@ -49,6 +49,8 @@ def summarise_documents() -> None:
             force=bool(params.get("force")),
         )
         print(f"{len(found)} document version(s) need notes")
+        if not found and params.get("job_id"):
+            JobProgress(settings, params["job_id"]).finish()  # it exists already: nothing to wait for
         return [{**v.as_dict(), "job_id": params.get("job_id")} for v in found]
 
     @task(pool="study_generation", map_index_template="{{ task.op_kwargs['document']['document_id'] }}")

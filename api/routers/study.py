@@ -10,8 +10,18 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import PrincipalDep, ServicesDep
-from api.errors import problem_responses
-from api.schemas import AttemptIn, AttemptOut, DueCards, NotReadyBody, QuizOut, ReviewIn, ReviewOut
+from api.errors import Conflict, problem_responses
+from api.routers.jobs import job_body
+from api.schemas import (
+    AttemptIn,
+    AttemptOut,
+    DueCards,
+    GenerationRequested,
+    NotReadyBody,
+    QuizOut,
+    ReviewIn,
+    ReviewOut,
+)
 from api.study import NotReady
 from study.models import Notes
 
@@ -31,6 +41,41 @@ def get_notes(document_id: uuid.UUID, principal: PrincipalDep, services: Service
         return services.study.notes(document_id, principal)
     except NotReady as exc:
         return _not_ready(exc)
+
+
+def _request(kind: str, document_id: uuid.UUID, principal, services, response: Response) -> dict:
+    location = f"/v1/documents/{document_id}/{kind}"
+    try:
+        outcome = services.study.request(kind, document_id, principal)
+    except NotReady as exc:
+        raise Conflict(exc.detail) from exc
+    job = outcome["job"]
+    response.status_code = 200 if outcome["status"] == "ready" else 202
+    response.headers["Location"] = location if job is None else f"/v1/jobs/{job.job_id}"
+    return {"status": outcome["status"], "job": job_body(job) if job else None, "location": location}
+
+
+@router.post(
+    "/v1/documents/{document_id}/notes",
+    response_model=GenerationRequested,
+    status_code=202,
+    responses={200: {"model": GenerationRequested}, **problem_responses(409, 503)},
+)
+def request_notes(document_id: uuid.UUID, principal: PrincipalDep, services: ServicesDep, response: Response) -> dict:
+    """Asks for the document's notes: 202 with a job (progress over the notifications WebSocket)
+    that a DAG run fulfils, or 200 when they exist. Asking again while it runs starts nothing new."""
+    return _request("notes", document_id, principal, services, response)
+
+
+@router.post(
+    "/v1/documents/{document_id}/quiz",
+    response_model=GenerationRequested,
+    status_code=202,
+    responses={200: {"model": GenerationRequested}, **problem_responses(409, 503)},
+)
+def request_quiz(document_id: uuid.UUID, principal: PrincipalDep, services: ServicesDep, response: Response) -> dict:
+    """Asks for the document's quiz (and flashcards), as for notes."""
+    return _request("quiz", document_id, principal, services, response)
 
 
 @router.get("/v1/documents/{document_id}/quiz", response_model=QuizOut, responses=_NOT_READY)
