@@ -20,6 +20,8 @@ from study.text import (
     contains_term,
     is_statement,
     split_sentences,
+    term_key,
+    term_pattern,
     words,
 )
 
@@ -27,6 +29,10 @@ if TYPE_CHECKING:
     import numpy as np
 
 OFFLINE_VERSION = "offline-extractive-1"
+_NOUN_CUES = frozenset(
+    "a an the every each its their this these those of per many few all some any no our your "
+    "another other same one two three several both".split()
+)
 _DEFINITION_CUES = (" is ", " are ", " means ", " refers to ", " defined as ", " called ")
 
 
@@ -114,6 +120,30 @@ def _clean_term(term: str, text: str) -> str | None:
     return lower if contains_term(text, lower) and lower in text else term
 
 
+def _noun_like(term: str, text: str) -> bool:
+    """Whether the text uses ``term`` as a noun phrase: after an article or quantifier, or
+    capitalised (a name) where it is not merely the start of a sentence."""
+    for match in term_pattern(term).finditer(text):
+        before = text[: match.start()].rstrip()
+        surface = match.group().split()
+        sentence_start = not before or before.endswith((".", "!", "?", ":"))
+        if all(word[:1].isupper() for word in surface) and (len(surface) > 1 or not sentence_start):
+            return True
+        previous = words(before[-40:])
+        if previous and previous[-1] in _NOUN_CUES:
+            return True
+    return False
+
+
+def _fragment(term: str, candidates: Sequence[str | None], text: str) -> bool:
+    """Whether ``term`` only ever occurs inside a longer candidate ("Lake" of "Delta Lake")."""
+    count = len(term_pattern(term).findall(text))
+    return any(
+        other and other != term and contains_term(other, term) and len(term_pattern(other).findall(text)) >= count
+        for other in candidates
+    )
+
+
 class OfflineGenerator:
     """Extractive, deterministic study material from the document's own sentences."""
 
@@ -189,11 +219,15 @@ class OfflineGenerator:
         for note in sections:
             statements = self._statements(note.section, section_pages_of(doc, note.section))
             text = " ".join(s.text for s in statements)
+            candidates = [_clean_term(raw, text) for raw, _score in extractor.extract_keywords(text)] if text else []
+            kept = [t for t in dict.fromkeys(c for c in candidates if c) if not _fragment(t, candidates, text)]
+            # Noun phrases make questions; YAKE also proposes verbs ("stores"). Text without
+            # articles (a word list, say) has no noun-like term at all: then take YAKE's order.
+            kept = [t for t in kept if _noun_like(t, text)] or kept
             found: list[KeyTerm] = []
-            for raw, _score in extractor.extract_keywords(text) if text else []:
-                term = _clean_term(raw, text)
-                definition = self._definition(term, note.sentences, statements) if term else None
-                if term and definition:
+            for term in kept:
+                definition = self._definition(term, note.sentences, statements)
+                if definition:
                     found.append(KeyTerm(term=term, definition=definition))
                 if len(found) == self.terms_per_section:
                     break
@@ -202,8 +236,8 @@ class OfflineGenerator:
         seen: set[str] = set()
         for rank in range(self.terms_per_section):
             for found in per_section:
-                if rank < len(found) and found[rank].term.lower() not in seen and len(terms) < self.max_terms:
-                    seen.add(found[rank].term.lower())
+                if rank < len(found) and term_key(found[rank].term) not in seen and len(terms) < self.max_terms:
+                    seen.add(term_key(found[rank].term))
                     terms.append(found[rank])
         return terms
 

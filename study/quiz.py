@@ -17,7 +17,7 @@ from study.models import ChunkText, CitedSentence, DocumentText, Notes, Quiz, Qu
 from study.offline import CachedEncoder
 from study.quality import DEFAULT_THRESHOLDS, QualityThresholds, Search, quiz_quality
 from study.sections import section_of_page
-from study.text import blank_term, contains_term, content_words, normalise, squash
+from study.text import blank_term, contains_term, content_words, normalise, squash, term_key
 
 if TYPE_CHECKING:
     import numpy as np
@@ -61,8 +61,8 @@ def source_chunk(chunks: Sequence[ChunkText], sentence: CitedSentence, term: str
 
 
 def _unlike(a: str, b: str) -> bool:
-    """Neither text equals or contains the other, ignoring case and punctuation."""
-    x, y = f" {normalise(a)} ", f" {normalise(b)} "
+    """Neither text equals or contains the other, ignoring case, punctuation and plurals."""
+    x, y = f" {term_key(a)} ", f" {term_key(b)} "
     return x.strip() != y.strip() and x not in y and y not in x
 
 

@@ -54,6 +54,19 @@ def normalise(text: str) -> str:
     return " ".join(words(text))
 
 
+def _stem(word: str) -> str:
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+def term_key(text: str) -> str:
+    """``normalise`` with crude plural folding: "Partitions" and "partition" are one term."""
+    return " ".join(_stem(word) for word in words(text))
+
+
 def squash(text: str) -> str:
     """Whitespace collapsed to single spaces (PDF text wraps lines anywhere)."""
     return " ".join(text.split())
