@@ -19,6 +19,7 @@ FORBIDDEN = {
     "processing": RUNTIMES | {"lake", "records"},
     "streaming": RUNTIMES,
     "warehouse": RUNTIMES,
+    "orchestration": RUNTIMES,
     "study": RUNTIMES,
     "api": {"spark_jobs", "dags", "pyspark", "cli"},
     "spark_jobs": {"api", "dags", "cli"},

@@ -1,0 +1,1 @@
+"""Orchestration adapters: the platform's side of Airflow (its REST API)."""
