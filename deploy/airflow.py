@@ -36,6 +36,7 @@ from deploy.stack import Stack, port_in_use
 # Stopped in this order: the scheduler first (its task supervisors still talk to the api-server).
 ROLES = ("scheduler", "triggerer", "dag-processor", "api-server")
 HEALTH_PATH = "/api/v2/monitor/health"
+_OWN_VARIABLES = frozenset({"AIRFLOW_HOME", "AIRFLOW_CONFIG"})
 _HEALTH_KEYS = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
 
 
@@ -170,8 +171,10 @@ class LocalAirflow:
             parser.write(handle)
 
     def environment(self) -> dict[str, str]:
-        """The processes' environment: ours (LAKEHOUSE_* included) without inherited AIRFLOW* overrides."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        """The processes' environment: ours (LAKEHOUSE_* included) without inherited Airflow configuration."""
+        # Inherited AIRFLOW__* overrides would silently win over airflow.cfg; connections and variables
+        # given as AIRFLOW_CONN_* / AIRFLOW_VAR_* pass through.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__") and k not in _OWN_VARIABLES}
         python_path = [str(PROJECT_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
         env.update(
             AIRFLOW_HOME=str(self.home),
@@ -206,6 +209,8 @@ class LocalAirflow:
             )
         started_at = datetime.now(UTC)
         t0 = time.perf_counter()
+        if missing:
+            self._check_database()
         self.write_config()
         if missing:
             note = "migrated" if self.migrate() else "already at this Airflow's schema"
@@ -220,6 +225,19 @@ class LocalAirflow:
             raise
         self.report("airflow processes", time.perf_counter() - t1, "started " + ", ".join(missing or ["nothing"]))
         return self.status()
+
+    def _check_database(self) -> None:
+        """Fails fast with the reason when the metadata database cannot be reached."""
+        import psycopg
+
+        pg = self.settings.postgres
+        try:
+            psycopg.connect(pg.dsn(pg.airflow_db), connect_timeout=5).close()
+        except psycopg.Error as exc:
+            raise AirflowStartError(
+                f"airflow: cannot reach its metadata database {pg.host}:{pg.port}/{pg.airflow_db} "
+                f"(`lakehouse stack up` creates it): {str(exc).strip()}"
+            ) from exc
 
     def _schema_stamp(self) -> str | None:
         """Airflow's version and the database's alembic revision, or None if the schema is not there."""

@@ -43,8 +43,10 @@ MARKER = Asset(name="marker", uri="{ASSET_URI}")
 def write_marker() -> None:
     @task(outlets=[MARKER])
     def write(**context) -> str:
+        from core.settings import Settings  # the project is importable, LAKEHOUSE_* arrive
+
         out = Path(context["dag_run"].conf["out"])
-        out.write_text(context["run_id"])
+        out.write_text(f"{{context['run_id']}} {{Settings().stack.state_dir}}")
         return str(out)
 
     write()
@@ -168,7 +170,7 @@ def test_trigger_with_a_chosen_run_id_runs_once(running: Running):
     final = client.wait_for_run("write_marker", run_id, timeout_s=240, poll_s=1)
     print(f"\n[airflow] trivial run queued -> {final.state} in {time.perf_counter() - started:.1f} s")
     assert final.state == "success"
-    assert out.read_text() == run_id
+    assert out.read_text() == f"{run_id} {running.airflow.stack.state_dir}"
     assert [r.run_id for r in client.list_dag_runs("write_marker")] == [run_id]
     tasks = client.task_instances("write_marker", run_id)
     assert [(t.task_id, t.state) for t in tasks] == [("write", "success")]
@@ -209,6 +211,17 @@ def test_asset_event_is_recorded_by_uri(running: Running):
 
     assert event.asset_id == asset_id and event.uri == ASSET_URI
     assert event.extra.get("source") == "integration-test"
+
+
+def test_up_names_an_unreachable_metadata_database(settings: Settings, tmp_path):
+    overrides = settings.model_dump()
+    overrides["stack"]["state_dir"] = tmp_path
+    overrides["airflow"]["port"] = _free_port_below_32768()
+    overrides["postgres"]["airflow_db"] = f"airflow_missing_{uuid.uuid4().hex[:8]}"
+    airflow = LocalAirflow(Settings(**overrides))
+    with pytest.raises(AirflowStartError, match=r"cannot reach its metadata database .*airflow_missing_"):
+        airflow.up()
+    assert airflow.recorded_sessions() == []
 
 
 def test_up_refuses_a_port_taken_by_another_process(settings: Settings, tmp_path):
