@@ -124,9 +124,9 @@ def _noun_like(term: str, text: str) -> bool:
     """Whether the text uses ``term`` as a noun phrase: after an article or quantifier, or
     capitalised (a name) where it is not merely the start of a sentence."""
     for match in term_pattern(term).finditer(text):
-        before = text[: match.start()].rstrip()
+        before = text[max(0, match.start() - 60) : match.start()].rstrip()  # a window: no O(n^2)
         surface = match.group().split()
-        sentence_start = not before or before.endswith((".", "!", "?", ":"))
+        sentence_start = match.start() == 0 or before.endswith((".", "!", "?", ":"))
         if all(word[:1].isupper() for word in surface) and (len(surface) > 1 or not sentence_start):
             return True
         previous = words(before[-40:])
@@ -135,12 +135,11 @@ def _noun_like(term: str, text: str) -> bool:
     return False
 
 
-def _fragment(term: str, candidates: Sequence[str | None], text: str) -> bool:
-    """Whether ``term`` only ever occurs inside a longer candidate ("Lake" of "Delta Lake")."""
-    count = len(term_pattern(term).findall(text))
+def _fragment(term: str, counts: dict[str, int]) -> bool:
+    """Whether ``term`` only ever occurs inside a longer candidate ("Lake" of "Delta Lake");
+    ``counts`` holds each candidate's number of occurrences."""
     return any(
-        other and other != term and contains_term(other, term) and len(term_pattern(other).findall(text)) >= count
-        for other in candidates
+        other != term and count >= counts[term] and contains_term(other, term) for other, count in counts.items()
     )
 
 
@@ -220,7 +219,8 @@ class OfflineGenerator:
             statements = self._statements(note.section, section_pages_of(doc, note.section))
             text = " ".join(s.text for s in statements)
             candidates = [_clean_term(raw, text) for raw, _score in extractor.extract_keywords(text)] if text else []
-            kept = [t for t in dict.fromkeys(c for c in candidates if c) if not _fragment(t, candidates, text)]
+            counts = {c: len(term_pattern(c).findall(text)) for c in dict.fromkeys(c for c in candidates if c)}
+            kept = [term for term in counts if not _fragment(term, counts)]
             # Noun phrases make questions; YAKE also proposes verbs ("stores"). Text without
             # articles (a word list, say) has no noun-like term at all: then take YAKE's order.
             kept = [t for t in kept if _noun_like(t, text)] or kept
