@@ -133,3 +133,25 @@ def test_llm_question_never_gives_the_answer_away(doc: DocumentText):
         question = _generator(server.base_url).question_for(fact, "partitions")
     assert question == "What are ordered logs called?"
     assert len(server.requests) == 2
+
+
+def test_llm_quiz_asks_the_model_for_mcq_stems_only():
+    from core.settings import EmbeddingSettings
+    from processing.embedding import get_embedder
+    from study.generators import OfflineGenerator
+    from study.quiz import generate_quiz
+    from tests.unit.study.course_text import course_document
+
+    course = course_document()
+    embedder = get_embedder(EmbeddingSettings(precision="int8"))
+    notes = generate_notes(course, generator=OfflineGenerator(embedder))
+    stems = iter(f'{{"question": "Stem number {n}: which concept is described on its page?"}}' for n in range(1, 99))
+    with serve(lambda body: next(stems)) as server:
+        quiz = generate_quiz(course, notes, generator=_generator(server.base_url), embedder=embedder, items=4)
+    mcq = [item for item in quiz.items if item.kind == "mcq"]
+    assert len(quiz.items) == 4 and len(mcq) == 2
+    assert len(server.requests) == 2  # cloze items are built without the model
+    assert [item.question for item in mcq] == [
+        f"Stem number {n}: which concept is described on its page?" for n in (1, 2)
+    ]
+    assert quiz.generator == "llm" and quiz.quality.answerability == 1.0

@@ -6,42 +6,18 @@ import numpy as np
 import pytest
 
 from study.generators import OfflineGenerator
-from study.models import CitedSentence, DocumentText, KeyTerm, PageText, SectionNote
+from study.models import CitedSentence, DocumentText, KeyTerm, SectionNote
 from study.notes import generate_notes
 from study.quality import QualityThresholds, citation_precision, duplicate_flags, notes_quality
 from study.quiz import generate_quiz
 from study.sections import split_sections
 from study.text import normalise, squash, term_key
-
-PAGES = {
-    1: "Stream Processing Basics\n"
-    "A stream is an unbounded sequence of events that arrive over time. A watermark is an estimate of how far "
-    "event time has progressed in the stream. Late events arrive after the watermark has passed their timestamp.",
-    2: "A window groups the events of a stream by time, for example into tumbling windows of five minutes. "
-    "A trigger decides when the result of a window is emitted to the sink. Checkpoints store the state of the "
-    "job so it can recover after a failure.",
-    3: "Kafka Logs\n"
-    "Kafka stores records in topics, and every topic is split into partitions. A partition is an ordered, "
-    "append-only log of records. Each record in a partition has an offset that identifies its position.",
-    4: "A consumer group shares the partitions of a topic between its members. The broker keeps a replica of "
-    "every partition on other brokers for durability. Retention decides how long the broker keeps old segments.",
-    5: "Lakehouse Tables\n"
-    "Delta Lake stores a table as Parquet files plus a transaction log. Every commit appends one entry to the "
-    "transaction log. Readers use a snapshot of the log, so a reader never sees half a commit.",
-    6: "Compaction rewrites many small Parquet files into fewer large files. Vacuum deletes files that no "
-    "snapshot references any more. Partitioning splits a table by a column so queries can skip whole folders.",
-}
-OUTLINE = [("Stream processing", 1), ("Kafka", 3), ("Lakehouse tables", 5)]
+from tests.unit.study.course_text import PAGES, course_document
 
 
 @pytest.fixture(scope="module")
 def course() -> DocumentText:
-    pages = [PageText(number=n, text=t) for n, t in PAGES.items()]
-    # One chunk per page, as chunk_pages gives for short pages.
-    chunks = [{"chunk_id": f"chunk-{n}", "page_start": n, "page_end": n, "text": t} for n, t in PAGES.items()]
-    return DocumentText.model_validate(
-        {"document_id": "hand", "version": 1, "course_id": "c", "pages": pages, "chunks": chunks, "outline": OUTLINE}
-    )
+    return course_document()
 
 
 def test_generate_notes_uses_the_outline_and_cites_exact_pages(course: DocumentText, embedder):

@@ -133,3 +133,12 @@ def test_flashcards_from_key_terms_and_cloze_items(book_notes: Notes, book_quiz:
     assert f"page {first.page}" in first.back
     assert cards[-1].source == "cloze" and "_____" in cards[-1].front
     assert flashcards(book_notes, book_quiz) == cards
+
+
+def test_build_generator_defaults_to_the_offline_generator(embedder):
+    from core.settings import LLMSettings
+    from study.generators import build_generator
+
+    generator = build_generator(LLMSettings(), embedder)
+    assert isinstance(generator, OfflineGenerator) and generator.version == "offline-extractive-1"
+    assert OfflineGenerator(embedder, max_terms=10).version != generator.version  # other output, other ids
