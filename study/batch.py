@@ -46,7 +46,9 @@ def indexed_versions(
     from lake.tables import SILVER_DOCUMENTS
 
     path, options = delta_location(settings, SILVER_DOCUMENTS)
-    wanted = (pc.field("status") == "indexed") & (pc.field("is_current") == True)  # noqa: E712 - an expression
+    # is_current is checked after the read: a dataset filter on that boolean skipped files whose
+    # rows hold true (delta-rs 1.6 file statistics), so it found nothing.
+    wanted = pc.field("status") == "indexed"
     if course_id:
         wanted = wanted & (pc.field("course_id") == course_id)
     if document_id:
@@ -55,7 +57,8 @@ def indexed_versions(
         table = DeltaTable(path, storage_options=options).to_pyarrow_dataset()
     except TableNotFoundError:
         return []
-    rows = table.to_table(columns=["document_id", "version", "course_id", "uploaded_at"], filter=wanted).to_pylist()
+    columns = ["document_id", "version", "course_id", "uploaded_at", "is_current"]
+    rows = [r for r in table.to_table(columns=columns, filter=wanted).to_pylist() if r["is_current"]]
     rows.sort(key=lambda r: (r["uploaded_at"], r["document_id"], r["version"]))
     return [DocumentVersion(r["document_id"], r["version"], r["course_id"]) for r in rows]
 
@@ -158,11 +161,25 @@ class JobProgress:
             self._db.close()
 
 
+class _LazyEmbedder:
+    """The bundled embedder, loaded on first use: knowing a generator's version needs no model."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._embedder: Any = None
+
+    def encode(self, texts: Any) -> Any:
+        if self._embedder is None:
+            from processing.embedding import get_embedder
+
+            self._embedder = get_embedder(self.settings.embedding)
+        return self._embedder.encode(texts)
+
+
 def _generator(settings: Settings) -> Any:
-    from processing.embedding import get_embedder
     from study.generators import build_generator
 
-    return build_generator(settings.llm, get_embedder(settings.embedding))
+    return build_generator(settings.llm, _LazyEmbedder(settings))
 
 
 def generator_version(settings: Settings) -> str:

@@ -78,6 +78,7 @@ _SERVICES_BY_FOLDER = {
     "deploy": ("postgres",),
     "lake": ("spark",),
     "spark_jobs": ("spark", "kafka", "postgres", "redis"),
+    "dags": ("spark", "kafka", "redis", "airflow"),
 }
 
 
