@@ -40,6 +40,10 @@ _OWN_VARIABLES = frozenset({"AIRFLOW_HOME", "AIRFLOW_CONFIG"})
 _HEALTH_KEYS = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
 
 
+# Pools of the project's DAGs: generation (LLM calls) runs one document at a time by default.
+POOLS = {"study_generation": (1, "Notes and quiz generation (LLM calls): concurrency limit")}
+
+
 class AirflowStartError(ServiceStartError):
     """Airflow did not start: port taken, migration failed, a process died or stayed unhealthy."""
 
@@ -125,6 +129,8 @@ class LocalAirflow:
                 "parallelism": str(af.parallelism),
                 "max_active_tasks_per_dag": str(af.parallelism),
                 "load_examples": "False",
+                # The project's DAGs run on their schedules and assets as soon as they are parsed.
+                "dags_are_paused_at_creation": "False",
                 "auth_manager": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
                 "simple_auth_manager_users": f"{af.admin_user}:admin",
                 "simple_auth_manager_passwords_file": str(self.passwords_file),
@@ -224,7 +230,17 @@ class LocalAirflow:
                 self._stop(self.process_name(role))
             raise
         self.report("airflow processes", time.perf_counter() - t1, "started " + ", ".join(missing or ["nothing"]))
+        self._ensure_pools()
         return self.status()
+
+    def _ensure_pools(self) -> None:
+        """The pools the project's DAGs use: a task in a pool that does not exist never runs."""
+        from orchestration.airflow_api import AirflowClient
+
+        login = self.login()
+        with AirflowClient(login.url, username=login.user, password=login.password) as client:
+            for name, (slots, description) in POOLS.items():
+                client.ensure_pool(name, slots=slots, description=description)
 
     def _check_database(self) -> None:
         """Fails fast with the reason when the metadata database cannot be reached."""

@@ -193,6 +193,21 @@ class AirflowClient:
     def unpause(self, dag_id: str) -> None:
         self.set_paused(dag_id, paused=False)
 
+    def ensure_pool(self, name: str, *, slots: int, description: str) -> bool:
+        """Creates pool ``name`` or sets its slots (idempotent); True when something changed."""
+        path = f"/api/v2/pools/{_q(name)}"
+        current = self._authorized("GET", path)
+        if current.status_code == 404:
+            body = {"name": name, "slots": slots, "description": description, "include_deferred": False}
+            self._request("POST", "/api/v2/pools", ok=frozenset({200, 201}), json=body)
+            return True
+        if current.status_code != 200:
+            raise AirflowError("GET", path, current.status_code, current.text)
+        if current.json().get("slots") == slots:
+            return False
+        self._request("PATCH", path, params={"update_mask": "slots"}, json={"name": name, "slots": slots})
+        return True
+
     def trigger(self, dag_id: str, *, run_id: str, conf: dict[str, Any] | None = None) -> DagRun:
         """Creates run ``run_id`` of ``dag_id``; if that run id exists, returns it (``created=False``)."""
         # Looked up first: a repeat is the common case and would make the server log an IntegrityError;

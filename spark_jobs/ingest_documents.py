@@ -35,6 +35,7 @@ from spark_jobs.ingest.batch import BatchStats, DocumentIngestor
 from spark_jobs.ingest.embed import warm_up_embedders
 from spark_jobs.ingest.heartbeat import heartbeat_listener, stream_is_ready
 from spark_jobs.ingest.status_sinks import DocumentStatusSink, FanOutSink, RedisKafkaStatusSink
+from spark_jobs.status_airflow import AirflowAssetSink
 from spark_jobs.status_postgres import PostgresStatusSink
 
 if TYPE_CHECKING:
@@ -189,9 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     settings = Settings()
     spark = spark_session(settings)
-    # The durable document/job rows on the course's PostgreSQL shard first, then Redis job status
-    # and Kafka outcome events: whoever is notified reads a document row that is already final.
-    sink = FanOutSink(PostgresStatusSink(settings), RedisKafkaStatusSink(settings))
+    # The durable rows first, then Redis/Kafka (whoever is notified reads a final row), then
+    # the Airflow asset event that schedules the study DAGs.
+    sink = FanOutSink(PostgresStatusSink(settings), RedisKafkaStatusSink(settings), AirflowAssetSink(settings))
     try:
         if args.available_now:
             stats = run_available_now(settings, spark=spark, sink=sink)
