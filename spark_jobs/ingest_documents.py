@@ -155,6 +155,7 @@ def stop_stream(spark: SparkSession, query: StreamingQuery) -> None:
     listener = _LISTENERS.pop(query.id, None)
     if listener is not None:
         spark.streams.removeListener(listener)
+        listener.clear()  # type: ignore[attr-defined]  # detached first: no late progress event rewrites it
 
 
 def run_available_now(

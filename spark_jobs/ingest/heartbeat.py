@@ -90,9 +90,14 @@ def heartbeat_listener(settings: Settings, *, query_name: str, redis: Any = None
 
         def onQueryTerminated(self, event: Any) -> None:
             if str(event.id) == self.query_id:
-                try:
-                    self._redis().delete(key)
-                except Exception:
-                    log.warning("stream heartbeat not removed", exc_info=True)
+                self.clear()
+
+        def clear(self) -> None:
+            """Removes the heartbeat (also called after the listener is detached: listener events
+            arrive asynchronously, so the termination event may come after the removal or never)."""
+            try:
+                self._redis().delete(key)
+            except Exception:
+                log.warning("stream heartbeat not removed", exc_info=True)
 
     return HeartbeatListener()

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -41,25 +43,25 @@ def lake(spark, tmp_path_factory):
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
     }
-    saved = {name: os.environ.get(name) for name in environment}
-    os.environ.update(environment)
-    try:
-        from airflow.dag_processing.dagbag import DagBag
-        from airflow.utils import db
-
-        db.initdb()
-        yield {"settings": settings, "event": event, "course_id": course_id, "bag": DagBag(str(DAGS_FOLDER))}
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "LAKEHOUSE_"))}
+    yield {"settings": settings, "event": event, "course_id": course_id, "env": {**env, **environment}}
 
 
 def _run(lake, dag_id: str, **conf) -> None:
-    run = lake["bag"].dags[dag_id].test(run_conf={"course_id": lake["course_id"], **conf})
-    assert run.state == "success", f"{dag_id} ended {run.state}"
+    """One ``dag.test()`` in its own process, configured only by the environment given."""
+    conf = {"course_id": lake["course_id"], **conf}
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.integration.dags.dag_test_runner", dag_id, json.dumps(conf)],
+        env={**lake["env"], "PYTHONPATH": str(PROJECT_ROOT)},
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    print(done.stdout[-3000:])
+    assert done.returncode == 0, f"{dag_id} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    assert f"DAG_TEST_STATE {dag_id} success" in done.stdout
 
 
 def _gold(lake, name: str) -> list[dict]:
