@@ -225,7 +225,7 @@ class Answer(_Request):
 
 
 class AttemptIn(_Request):
-    attempt_id: uuid.UUID | None = Field(None, description="Choose one to make a retried POST count once")
+    attempt_id: uuid.UUID | None = Field(None, strict=False, description="Choose one to make a retried POST count once")
     answers: list[Answer] = Field(min_length=1, max_length=500)
 
 
@@ -267,7 +267,7 @@ class DueCards(_Response):
 
 class ReviewIn(_Request):
     rating: Literal["again", "hard", "good", "easy"]
-    review_id: uuid.UUID | None = Field(None, description="Choose one to make a retried POST count once")
+    review_id: uuid.UUID | None = Field(None, strict=False, description="Choose one to make a retried POST count once")
 
 
 class ReviewOut(_Response):

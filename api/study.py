@@ -19,6 +19,7 @@ from api.auth import Principal
 from api.cache import CacheAside, RedisDown
 from api.errors import NotFound, ProblemError, ServiceUnavailable
 from api.services import CourseService, JobService
+from core.keys import card_key, course_cards_key, document_by_id_key, gold_rows_key, quiz_items_key
 from core.settings import Settings
 from lake import gold
 from records.documents import DocumentRecords
@@ -78,7 +79,7 @@ class StudyService:
     def document(self, document_id: uuid.UUID, principal: Principal) -> dict[str, Any]:
         """The newest indexed version of a document the caller may see (404 otherwise)."""
         did = str(document_id)
-        located = self.cache.get_or_load("document_by_id", f"document-by-id:{did}", lambda: self._locate(did))
+        located = self.cache.get_or_load("document_by_id", document_by_id_key(did), lambda: self._locate(did))
         if located is None:
             raise NotFound("No document with this id.")
         self.courses.require_visible(located["course_id"], principal)
@@ -92,15 +93,22 @@ class StudyService:
         return {"course_id": row["course_id"]} if row else None
 
     def _gold(self, name: str, document: dict[str, Any]) -> list[dict[str, Any]]:
-        key = f"gold:{name}:{document['id']}:v{document['version']}"
-        return self.cache.get_or_load(
+        key = gold_rows_key(name, document["id"], document["version"])
+        rows = self.cache.get_or_load(
             "gold",
             key,
-            lambda: [
-                _plain(r)
-                for r in gold.read_rows(self.settings, name, document_id=document["id"], version=document["version"])
-            ],
+            # None (nothing yet) is not cached: material that appears is seen at once.
+            lambda: (
+                [
+                    _plain(r)
+                    for r in gold.read_rows(
+                        self.settings, name, document_id=document["id"], version=document["version"]
+                    )
+                ]
+                or None
+            ),
         )
+        return rows or []
 
     # ---- asking for material -------------------------------------------------------------------
     def request(self, kind: Literal["notes", "quiz"], document_id: uuid.UUID, principal: Principal) -> dict[str, Any]:
@@ -110,7 +118,7 @@ class StudyService:
         "queued", "job": JobState | None}``."""
         document = self.document(document_id, principal)
         dag_id, table = GENERATION_DAGS[kind]
-        self.cache.invalidate(f"gold:{table}:{document['id']}:v{document['version']}")
+        self.cache.invalidate(gold_rows_key(table, document["id"], document["version"]))
         if self._gold(table, document):
             return {"status": "ready", "job": None}
         run_id = f"{kind}__{document['id']}__v{document['version']}"
@@ -202,8 +210,8 @@ class StudyService:
         shard and returns the score with the correct answers and explanations."""
         items = self.cache.get_or_load(
             "gold",
-            f"gold:quiz-items:{quiz_id}",
-            lambda: [_plain(r) for r in gold.read_where(self.settings, gold.GOLD_QUIZ_ITEMS, quiz_id=quiz_id)],
+            quiz_items_key(quiz_id),
+            lambda: [_plain(r) for r in gold.read_where(self.settings, gold.GOLD_QUIZ_ITEMS, quiz_id=quiz_id)] or None,
         )
         if not items:
             raise NotFound("No quiz with this id.")
@@ -256,11 +264,14 @@ class StudyService:
 
     # ---- flashcards ----------------------------------------------------------------------------
     def _course_cards(self, course_id: str) -> list[dict[str, Any]]:
-        return self.cache.get_or_load(
+        cards = self.cache.get_or_load(
             "gold",
-            f"gold:cards:{course_id}",
-            lambda: [_plain(r) for r in gold.read_where(self.settings, gold.GOLD_FLASHCARDS, course_id=course_id)],
+            course_cards_key(course_id),
+            lambda: (
+                [_plain(r) for r in gold.read_where(self.settings, gold.GOLD_FLASHCARDS, course_id=course_id)] or None
+            ),
         )
+        return cards or []
 
     def due_cards(self, course_id: uuid.UUID, principal: Principal, *, limit: int, now: datetime) -> dict[str, Any]:
         """The caller's cards of a course that are due at ``now`` (never reviewed ones first)."""
@@ -324,8 +335,8 @@ class StudyService:
     def _card(self, card_id: str, principal: Principal) -> dict[str, Any]:
         rows = self.cache.get_or_load(
             "gold",
-            f"gold:card:{card_id}",
-            lambda: [_plain(r) for r in gold.read_where(self.settings, gold.GOLD_FLASHCARDS, card_id=card_id)],
+            card_key(card_id),
+            lambda: [_plain(r) for r in gold.read_where(self.settings, gold.GOLD_FLASHCARDS, card_id=card_id)] or None,
         )
         if not rows:
             raise NotFound("No card with this id.")

@@ -282,7 +282,10 @@ def run_demo(settings: Settings, *, console: Console, pages: int = DEMO_PAGES) -
                 raise AssertionError(f"only {found} of 3 phrases were found on their page as the top hit")
             return "3 of 3 phrases found on the right page as the top hit"
 
-        step("search with page citations", search)
+        if step("search with page citations", search):
+            from cli.demo_study import run_study_steps
+
+            run_study_steps(settings, step, client, session["document"], console)
         client.close()
     return report
 

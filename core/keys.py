@@ -67,3 +67,24 @@ def stream_heartbeat_key(job_name: str) -> str:
 def raw_object_key(course_id: str, document_id: str, version: int) -> str:
     """Immutable key of one document version's raw bytes in the raw zone."""
     return f"raw/uploads/{course_id}/{document_id}/v{version}.pdf"
+
+
+# ---- study material (the API caches gold reads; the batch tasks delete them after writing)
+def gold_rows_key(table: str, document_id: str, version: int) -> str:
+    return f"gold:{table}:{document_id}:v{version}"
+
+
+def course_cards_key(course_id: str) -> str:
+    return f"gold:cards:{course_id}"
+
+
+def quiz_items_key(quiz_id: str) -> str:
+    return f"gold:quiz-items:{quiz_id}"
+
+
+def card_key(card_id: str) -> str:
+    return f"gold:card:{card_id}"
+
+
+def document_by_id_key(document_id: str) -> str:
+    return f"document-by-id:{document_id}"

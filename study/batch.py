@@ -176,6 +176,23 @@ class _LazyEmbedder:
         return self._embedder.encode(texts)
 
 
+def invalidate_api_cache(settings: Settings, target: DocumentVersion, *, tables: list[str]) -> None:
+    """Deletes the API's cached gold reads of this document version (and of its course's
+    cards), so students see new material at once, not after the cache's TTL."""
+    from core.keys import course_cards_key, gold_rows_key
+    from core.redis import redis_client
+
+    keys = [gold_rows_key(t, target.document_id, target.version) for t in tables]
+    keys.append(course_cards_key(target.course_id))
+    try:
+        client = redis_client(settings.redis)
+        for key in keys:
+            client.delete(settings.redis.key_prefix + key)
+        client.close()
+    except Exception as exc:  # noqa: BLE001 - the entries expire by TTL; the material is written
+        log.warning("API cache of %s not invalidated: %s", target.document_id, exc)
+
+
 def _generator(settings: Settings) -> Any:
     from study.generators import build_generator
 
@@ -225,6 +242,7 @@ def run_notes(
     except Exception as exc:
         progress.finish(error=f"notes generation failed: {type(exc).__name__}: {exc}"[:500])
         raise
+    invalidate_api_cache(settings, target, tables=[gold.GOLD_NOTES])
     progress.finish()
     quality = notes.quality
     return {
@@ -293,6 +311,7 @@ def run_quiz(
     except Exception as exc:
         progress.finish(error=f"quiz generation failed: {type(exc).__name__}: {exc}"[:500])
         raise
+    invalidate_api_cache(settings, target, tables=[gold.GOLD_QUIZZES, gold.GOLD_QUIZ_ITEMS, gold.GOLD_NOTES])
     progress.finish()
     quality = quiz.quality
     return {
