@@ -40,6 +40,8 @@ class NotReady(Exception):
 class Orchestrator(Protocol):
     """What the API needs of Airflow (``orchestration.airflow_api.AirflowClient``)."""
 
+    def unpause(self, dag_id: str) -> None: ...
+
     def trigger(self, dag_id: str, *, run_id: str, conf: dict[str, Any] | None = None) -> Any: ...
 
 
@@ -143,9 +145,11 @@ class StudyService:
         self.jobs.records.save_job(job)
         self.jobs.announce(job)
         try:
-            self.orchestrator().trigger(
-                dag_id, run_id=run_id, conf={"document_id": document["id"], "job_id": job.job_id}
-            )
+            orchestrator = self.orchestrator()
+            # A run of a paused DAG waits for ever: a DAG paused by hand (or created paused by an
+            # older configuration) is resumed, since a student is now waiting on it.
+            orchestrator.unpause(dag_id)
+            orchestrator.trigger(dag_id, run_id=run_id, conf={"document_id": document["id"], "job_id": job.job_id})
         except Exception as exc:  # Airflow unreachable or refusing: the job says why, the caller gets 503
             reason = f"could not start generation: {type(exc).__name__}: {exc}"[:500]
             failed = job.model_copy(update={"status": "failed", "error": reason, "updated_at": time.time()})
