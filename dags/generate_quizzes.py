@@ -53,7 +53,7 @@ def generate_quizzes() -> None:
         print(f"{len(found)} document version(s) need a quiz")
         if not found and params.get("job_id"):
             JobProgress(settings, params["job_id"]).finish()  # it exists already: nothing to wait for
-        return [{**v.as_dict(), "job_id": params.get("job_id")} for v in found]
+        return [{**v.as_dict(), "job_id": params.get("job_id"), "force": bool(params.get("force"))} for v in found]
 
     @task(pool="study_generation", map_index_template="{{ task.op_kwargs['document']['document_id'] }}")
     def generate(document: dict) -> dict:
@@ -62,7 +62,13 @@ def generate_quizzes() -> None:
 
         context = get_current_context()
         target = DocumentVersion(document["document_id"], document["version"], document["course_id"])
-        summary = run_quiz(Settings(), target, run_at=context["dag_run"].run_after, job_id=document.get("job_id"))
+        summary = run_quiz(
+            Settings(),
+            target,
+            run_at=context["dag_run"].run_after,
+            job_id=document.get("job_id"),
+            force=document.get("force", False),
+        )
         print(summary)
         return summary
 

@@ -176,6 +176,21 @@ class _LazyEmbedder:
         return self._embedder.encode(texts)
 
 
+def quality_thresholds(settings: Settings) -> Any:
+    """The study settings' thresholds as the quality functions take them."""
+    from study.quality import QualityThresholds
+
+    study = settings.study
+    return QualityThresholds(
+        min_citation_precision=study.min_citation_precision,
+        min_section_coverage=study.min_section_coverage,
+        min_answerability=study.min_answerability,
+        max_duplicate_rate=study.max_duplicate_rate,
+        distractor_min_similarity=study.distractor_min_similarity,
+        distractor_max_similarity=study.distractor_max_similarity,
+    )
+
+
 def invalidate_api_cache(settings: Settings, target: DocumentVersion, *, tables: list[str]) -> None:
     """Deletes the API's cached gold reads of this document version (and of its course's
     cards), so students see new material at once, not after the cache's TTL."""
@@ -218,10 +233,21 @@ def _full_text_search(settings: Settings, course_id: str) -> Callable[[str], lis
     return search
 
 
+def _already_made(settings: Settings, table: str, target: DocumentVersion, generator_version: str) -> bool:
+    from lake import gold
+
+    return bool(
+        gold.read_rows(
+            settings, table, document_id=target.document_id, version=target.version, generator_version=generator_version
+        )
+    )
+
+
 def run_notes(
-    settings: Settings, target: DocumentVersion, *, run_at: datetime, job_id: str | None = None
+    settings: Settings, target: DocumentVersion, *, run_at: datetime, job_id: str | None = None, force: bool = False
 ) -> dict[str, Any]:
-    """Generates and writes the notes of one document version; returns a summary for the log."""
+    """Generates and writes the notes of one document version (unless another run made them
+    since this one looked: runs overlap, e.g. a student's and the schedule's); returns a summary."""
     from lake import gold
     from study.notes import generate_notes
 
@@ -229,8 +255,17 @@ def run_notes(
     started = time.monotonic()
     try:
         generator = _generator(settings)
+        if not force and _already_made(settings, gold.GOLD_NOTES, target, generator.version):
+            progress.finish()
+            return {**target.as_dict(), "skipped": "notes of this generator version exist"}
         doc = load_document(settings, target)
-        notes = generate_notes(doc, generator=generator, progress=progress.update)
+        notes = generate_notes(
+            doc,
+            generator=generator,
+            section_pages=settings.study.section_pages,
+            progress=progress.update,
+            thresholds=quality_thresholds(settings),
+        )
         gold.replace_rows(
             settings,
             gold.GOLD_NOTES,
@@ -262,7 +297,13 @@ def run_notes(
 
 
 def run_quiz(
-    settings: Settings, target: DocumentVersion, *, run_at: datetime, job_id: str | None = None, items: int = 10
+    settings: Settings,
+    target: DocumentVersion,
+    *,
+    run_at: datetime,
+    job_id: str | None = None,
+    items: int | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Generates and writes the quiz and flashcards of one document version (from its notes,
     generated first when missing); returns a summary for the log."""
@@ -277,6 +318,9 @@ def run_quiz(
     started = time.monotonic()
     try:
         generator = _generator(settings)
+        if not force and _already_made(settings, gold.GOLD_QUIZZES, target, generator.version):
+            progress.finish()
+            return {**target.as_dict(), "skipped": "a quiz of this generator version exists"}
         doc = load_document(settings, target)
         stored = gold.read_rows(
             settings,
@@ -291,9 +335,10 @@ def run_quiz(
             notes,
             generator=generator,
             embedder=get_embedder(settings.embedding),
-            items=items,
+            items=items or settings.study.quiz_items,
             progress=progress.update,
             search=_full_text_search(settings, target.course_id),
+            thresholds=quality_thresholds(settings),
         )
         head, item_rows = gold.quiz_rows(quiz, run_at=run_at)
         version_key: dict[str, Any] = {
