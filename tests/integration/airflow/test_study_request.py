@@ -71,31 +71,36 @@ def world(api_settings, spark, tmp_path_factory) -> Iterator[dict]:
     _create_database(settings, settings.postgres.airflow_db)
     airflow = LocalAirflow(settings)
     try:
-        with LiveServer(settings) as server:
-            client = httpx.Client(base_url=server.url, timeout=30)
-            owner = sign_up(client, role="instructor")
-            student = sign_up(client)
-            course = create_course(client, owner, title="Streaming Lakehouses")
-            joined = client.post("/v1/courses/join", json={"join_code": course["join_code"]}, headers=student.headers)
-            assert joined.status_code == 200, joined.text
-            uploaded = client.post(
-                f"/v1/courses/{course['id']}/documents",
-                files={"files": ("book.pdf", samples.course_book(30).pdf, "application/pdf")},
-                headers=owner.headers,
-            )
-            assert uploaded.status_code == 202, uploaded.text
-            document_id = uploaded.json()["jobs"][0]["document_id"]
-            live, durable = RedisKafkaStatusSink(settings), PostgresStatusSink(settings)
-            try:
-                run_available_now(settings, spark=spark, sink=FanOutSink(durable, live))
-            finally:
-                live.close()
-                durable.close()
-            started = time.perf_counter()
-            airflow.up()
-            print(f"\n[study] airflow up in {time.perf_counter() - started:.1f} s")
-            login = airflow.login()
-            with AirflowClient(login.url, username=login.user, password=login.password) as airflow_client:
+        started = time.perf_counter()
+        airflow.up()
+        print(f"\n[study] airflow up in {time.perf_counter() - started:.1f} s")
+        login = airflow.login()
+        with AirflowClient(login.url, username=login.user, password=login.password) as airflow_client:
+            # New DAGs run their latest schedule at once (the safety net). Let those runs find
+            # nothing and finish before the book exists, so the student's request does the work.
+            _wait_for_first_runs(airflow_client, ("summarise_documents", "generate_quizzes"))
+            with LiveServer(settings) as server:
+                client = httpx.Client(base_url=server.url, timeout=30)
+                owner = sign_up(client, role="instructor")
+                student = sign_up(client)
+                course = create_course(client, owner, title="Streaming Lakehouses")
+                joined = client.post(
+                    "/v1/courses/join", json={"join_code": course["join_code"]}, headers=student.headers
+                )
+                assert joined.status_code == 200, joined.text
+                uploaded = client.post(
+                    f"/v1/courses/{course['id']}/documents",
+                    files={"files": ("book.pdf", samples.course_book(30).pdf, "application/pdf")},
+                    headers=owner.headers,
+                )
+                assert uploaded.status_code == 202, uploaded.text
+                document_id = uploaded.json()["jobs"][0]["document_id"]
+                live, durable = RedisKafkaStatusSink(settings), PostgresStatusSink(settings)
+                try:
+                    run_available_now(settings, spark=spark, sink=FanOutSink(durable, live))
+                finally:
+                    live.close()
+                    durable.close()
                 yield {
                     "settings": settings,
                     "server": server,
@@ -113,6 +118,21 @@ def world(api_settings, spark, tmp_path_factory) -> Iterator[dict]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _wait_for_first_runs(client: AirflowClient, dag_ids: tuple[str, ...], *, timeout_s: float = 240.0) -> None:
+    """Until each DAG has run once and no run is unfinished (after 90 s without any run of a DAG,
+    it is taken as not scheduled yet)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if set(dag_ids) <= {dag.dag_id for dag in client.list_dags()}:
+            runs = [run for dag_id in dag_ids for run in client.list_dag_runs(dag_id)]
+            unfinished = [run for run in runs if not run.finished]
+            everyone_ran = {run.dag_id for run in runs} >= set(dag_ids)
+            if not unfinished and (everyone_ran or time.monotonic() - started > 90):
+                return
+        time.sleep(2)
+    raise TimeoutError(f"the first runs of {dag_ids} did not finish in {timeout_s:.0f} s")
 
 
 def _follow(world, job_id: str, *, timeout_s: float = 300.0) -> list[dict]:
