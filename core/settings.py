@@ -196,7 +196,8 @@ class EmbeddingSettings(_Section):
         "auto",
         description="Inference precision. auto = bf16 on CPUs with AMX (measured ~3x fp32 there), else int8; "
         "int8 = ONNX Runtime per-channel (fastest measured on AVX2-only CPUs, cosine >= 0.99 vs fp32); "
-        "bf16 = torch autocast (emulated, ~7x slower than fp32, without AMX/AVX512-BF16); fp32 = reference",
+        "bf16 = torch autocast (emulated without AMX: ~7x slower than fp32 on AVX2, no faster on AVX512-BF16); "
+        "fp32 = reference",
     )
     batch_size: int = Field(4, ge=1, description="Chunks per inference call (small batches measured fastest on CPU)")
     threads: int = Field(2, ge=1, description="Intra-op threads when embedding on the driver")

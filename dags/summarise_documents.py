@@ -36,22 +36,11 @@ def summarise_documents() -> None:
     @task
     def find_documents() -> list[dict]:
         from core.settings import Settings
-        from study.batch import JobProgress, generator_version, pending
+        from study.batch import documents_for_run
 
-        params = get_current_context()["params"]
-        settings = Settings()
-        found = pending(
-            settings,
-            "notes",
-            generator_version=generator_version(settings),
-            course_id=params.get("course_id"),
-            document_id=params.get("document_id"),
-            force=bool(params.get("force")),
-        )
-        print(f"{len(found)} document version(s) need notes")
-        if not found and params.get("job_id"):
-            JobProgress(settings, params["job_id"]).finish()  # it exists already: nothing to wait for
-        return [{**v.as_dict(), "job_id": params.get("job_id"), "force": bool(params.get("force"))} for v in found]
+        context = get_current_context()
+        final = context["ti"].try_number > context["ti"].max_tries
+        return documents_for_run(Settings(), "notes", dict(context["params"]), final_attempt=final)
 
     @task(pool="study_generation", map_index_template="{{ task.op_kwargs['document']['document_id'] }}")
     def summarise(document: dict) -> dict:
@@ -66,6 +55,8 @@ def summarise_documents() -> None:
             run_at=context["dag_run"].run_after,
             job_id=document.get("job_id"),
             force=document.get("force", False),
+            # The student's job is failed only when no retry is left.
+            final_attempt=context["ti"].try_number > context["ti"].max_tries,
         )
         print(summary)
         return summary

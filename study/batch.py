@@ -89,6 +89,30 @@ def pending(
     ]
 
 
+def documents_for_run(settings: Settings, kind: Kind, params: dict[str, Any], *, final_attempt: bool) -> list[dict]:
+    """The documents a DAG run maps its generation task over (params: course_id, document_id,
+    job_id, force). A run with nothing to do finishes the student's job; one that cannot look
+    fails it with the reason when no retry is left."""
+    job_id = params.get("job_id")
+    try:
+        found = pending(
+            settings,
+            kind,
+            generator_version=generator_version(settings),
+            course_id=params.get("course_id"),
+            document_id=params.get("document_id"),
+            force=bool(params.get("force")),
+        )
+    except Exception as exc:
+        if job_id and final_attempt:
+            JobProgress(settings, job_id).finish(error=f"could not list documents: {type(exc).__name__}: {exc}"[:500])
+        raise
+    log.info("%d document version(s) need %s", len(found), kind)
+    if not found and job_id:
+        JobProgress(settings, job_id).finish()  # it exists already: nothing to wait for
+    return [{**v.as_dict(), "job_id": job_id, "force": bool(params.get("force"))} for v in found]
+
+
 def load_document(settings: Settings, target: DocumentVersion) -> DocumentText:
     """One document version's pages and chunks from silver, as generation reads them."""
     from lake.gold import read_document_text
@@ -244,7 +268,13 @@ def _already_made(settings: Settings, table: str, target: DocumentVersion, gener
 
 
 def run_notes(
-    settings: Settings, target: DocumentVersion, *, run_at: datetime, job_id: str | None = None, force: bool = False
+    settings: Settings,
+    target: DocumentVersion,
+    *,
+    run_at: datetime,
+    job_id: str | None = None,
+    force: bool = False,
+    final_attempt: bool = True,
 ) -> dict[str, Any]:
     """Generates and writes the notes of one document version (unless another run made them
     since this one looked: runs overlap, e.g. a student's and the schedule's); returns a summary."""
@@ -275,7 +305,8 @@ def run_notes(
             generator_version=notes.generator_version,
         )
     except Exception as exc:
-        progress.finish(error=f"notes generation failed: {type(exc).__name__}: {exc}"[:500])
+        if final_attempt:  # a retry may still succeed: the student sees the failure only at the end
+            progress.finish(error=f"notes generation failed: {type(exc).__name__}: {exc}"[:500])
         raise
     invalidate_api_cache(settings, target, tables=[gold.GOLD_NOTES])
     progress.finish()
@@ -304,6 +335,7 @@ def run_quiz(
     job_id: str | None = None,
     items: int | None = None,
     force: bool = False,
+    final_attempt: bool = True,
 ) -> dict[str, Any]:
     """Generates and writes the quiz and flashcards of one document version (from its notes,
     generated first when missing); returns a summary for the log."""
@@ -354,7 +386,8 @@ def run_quiz(
         )
         gold.replace_rows(settings, gold.GOLD_FLASHCARDS, card_rows, **version_key)
     except Exception as exc:
-        progress.finish(error=f"quiz generation failed: {type(exc).__name__}: {exc}"[:500])
+        if final_attempt:
+            progress.finish(error=f"quiz generation failed: {type(exc).__name__}: {exc}"[:500])
         raise
     invalidate_api_cache(settings, target, tables=[gold.GOLD_QUIZZES, gold.GOLD_QUIZ_ITEMS, gold.GOLD_NOTES])
     progress.finish()
