@@ -26,6 +26,7 @@ from records.courses import CourseRecords
 from records.documents import DocumentRecords
 from records.study import StudyRecords
 from records.users import UserRecords
+from streaming.analytics import AnalyticsPublisher
 from streaming.kafka import EventPublisher
 
 
@@ -73,6 +74,7 @@ class Services:
     study: StudyService
     publisher: EventPublisher
     airflow: AirflowConnection
+    analytics: AnalyticsPublisher
 
     @classmethod
     def build(cls, settings: Settings, metrics: Metrics) -> Services:
@@ -96,6 +98,7 @@ class Services:
         jobs = JobService(document_records, redis, courses)
         publisher = EventPublisher(settings.kafka, client_id="lakehouse-api")
         airflow = AirflowConnection(settings)
+        analytics = AnalyticsPublisher(settings.kafka, on_drop=metrics.analytics_dropped.inc)
         uploads = UploadService(
             max_upload_bytes=settings.api.max_upload_bytes,
             store=object_store(settings.object_store),
@@ -126,12 +129,15 @@ class Services:
                 cache=cache,
                 jobs=jobs,
                 orchestrator=airflow,
+                analytics=analytics,
             ),
             publisher=publisher,
             airflow=airflow,
+            analytics=analytics,
         )
 
     def close(self) -> None:
+        self.analytics.close()
         self.airflow.close()
         self.publisher.close()
         self.redis.close()

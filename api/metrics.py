@@ -71,6 +71,11 @@ class Metrics:
         )
         self.redis_up = Gauge("lakehouse_redis_up", "1 while Redis answers, 0 while degraded", registry=self.registry)
         self.redis_up.set(1)
+        self.analytics_dropped = Counter(
+            "lakehouse_analytics_events_dropped_total",
+            "Analytics events dropped because the buffer was full (Kafka unreachable for long)",
+            registry=self.registry,
+        )
         self.ws_connections = Gauge("lakehouse_ws_connections", "Open notification WebSockets", registry=self.registry)
 
     def attach_pools(self, pool_usage: Callable[[], list[PoolUsage]]) -> None:

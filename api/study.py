@@ -45,6 +45,12 @@ class Orchestrator(Protocol):
     def trigger(self, dag_id: str, *, run_id: str, conf: dict[str, Any] | None = None) -> Any: ...
 
 
+class Analytics(Protocol):
+    """Where student actions go for the warehouse (``streaming.analytics.AnalyticsPublisher``)."""
+
+    def emit(self, name: str, *, user_id: str | None, course_id: str | None, **properties: Any) -> None: ...
+
+
 # The DAG that makes each kind of material, and the gold table whose row says it exists.
 GENERATION_DAGS = {"notes": ("summarise_documents", gold.GOLD_NOTES), "quiz": ("generate_quizzes", gold.GOLD_QUIZZES)}
 
@@ -68,6 +74,7 @@ class StudyService:
         cache: CacheAside,
         jobs: JobService,
         orchestrator: Callable[[], Orchestrator],
+        analytics: Analytics,
     ) -> None:
         self.settings = settings
         self.documents = documents
@@ -76,6 +83,7 @@ class StudyService:
         self.cache = cache
         self.jobs = jobs
         self.orchestrator = orchestrator
+        self.analytics = analytics
 
     # ---- lookups -------------------------------------------------------------------------------
     def document(self, document_id: uuid.UUID, principal: Principal) -> dict[str, Any]:
@@ -256,6 +264,18 @@ class StudyService:
             score=score,
             max_score=len(graded),
             answers=graded,
+        )
+        self.analytics.emit(
+            "quiz.attempted",
+            user_id=str(principal.user_id),
+            course_id=course_id,
+            attempt_id=str(stored["id"]),
+            quiz_id=quiz_id,
+            document_id=items[0]["document_id"],
+            version=items[0]["version"],
+            score=float(stored["score"]),
+            max_score=float(stored["max_score"]),
+            answered=len(chosen),
         )
         return {
             "attempt_id": str(stored["id"]),

@@ -14,6 +14,7 @@ FILENAME_MAX_CHARS = 255
 TOPIC_DOCUMENTS_UPLOADED = "documents.uploaded"
 TOPIC_DOCUMENTS_INDEXED = "documents.indexed"
 TOPIC_DOCUMENTS_FAILED = "documents.failed"
+TOPIC_ANALYTICS_EVENTS = "analytics.events"
 
 
 class _Event(BaseModel):
@@ -67,3 +68,13 @@ class DocumentFailed(_Event):
 
 # The Airflow asset the ingestion stream marks when documents are indexed; the study DAGs run on it.
 INDEXED_DOCUMENTS_ASSET = "lakehouse_indexed_documents"
+
+
+class AnalyticsEvent(_Event):
+    """A student's action for the warehouse (published off the request's critical path)."""
+
+    event_type: Literal["analytics"] = "analytics"
+    name: str = Field(description="What happened, e.g. quiz.attempted")
+    user_id: str | None
+    course_id: str | None
+    properties: dict[str, str | int | float | bool | None] = Field(default_factory=dict)

@@ -79,6 +79,7 @@ _SERVICES_BY_FOLDER = {
     "lake": ("spark",),
     "spark_jobs": ("spark", "kafka", "postgres", "redis"),
     "dags": ("spark", "kafka", "redis", "airflow"),
+    "streaming": ("kafka",),
 }
 
 

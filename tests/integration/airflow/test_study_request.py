@@ -156,6 +156,25 @@ def _follow(world, job_id: str, *, timeout_s: float = 300.0) -> list[dict]:
     return asyncio.run(listen())
 
 
+def _analytics(world, attempt_ids: set[str], timeout_s: float = 30.0) -> list[dict]:
+    from core.events import TOPIC_ANALYTICS_EVENTS
+    from streaming.kafka import json_consumer
+
+    kafka = world["settings"].kafka
+    consumer = json_consumer(kafka, kafka.topic(TOPIC_ANALYTICS_EVENTS), group_id=None)
+    found: list[dict] = []
+    deadline = time.monotonic() + timeout_s
+    while len(found) < len(attempt_ids) and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=500).values():
+            found += [
+                m.value
+                for m in records
+                if m.value["name"] == "quiz.attempted" and m.value["properties"]["attempt_id"] in attempt_ids
+            ]
+    consumer.close()
+    return found
+
+
 def _ask(world, kind: str) -> httpx.Response:
     return world["client"].post(f"/v1/documents/{world['document_id']}/{kind}", headers=world["student"].headers)
 
@@ -221,6 +240,9 @@ def test_student_takes_the_quiz_reviews_cards_and_exports_the_deck(world):
     )
     assert right.json()["score"] == right.json()["max_score"] == 10
     assert all(g["explanation"] for g in right.json()["items"])
+    # Each attempt went to the warehouse's topic, off the request's path.
+    attempts = _analytics(world, {wrong.json()["attempt_id"], right.json()["attempt_id"]})
+    assert sorted(e["properties"]["score"] for e in attempts) == sorted([float(first_right), 10.0])
     bogus = client.post(
         f"/v1/quizzes/{body['quiz_id']}/attempts",
         json={"answers": [{"item_id": body["items"][0]["item_id"], "option_id": "not-an-option"}]},
