@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from core.settings import Settings
-from lake.tables import SILVER_CHUNKS, SILVER_PAGES, table_path
+from lake.tables import SILVER_CHUNKS, SILVER_PAGES, delta_location
 
 if TYPE_CHECKING:
     from study.models import Flashcard, Notes, Quiz
@@ -182,22 +182,6 @@ def card_rows(cards: list[Flashcard], *, generator: str, generator_version: str,
 
 
 # ---------------------------------------------------------------------------- delta-rs I/O
-
-
-def delta_location(settings: Settings, name: str) -> tuple[str, dict[str, str] | None]:
-    """Where delta-rs finds table ``name``, and the storage options it needs (S3 mode)."""
-    path = table_path(settings.lake, name)
-    if not path.startswith("s3a://"):
-        return path, None
-    store = settings.object_store
-    return "s3://" + path.removeprefix("s3a://"), {
-        "AWS_ENDPOINT_URL": store.endpoint,
-        "AWS_ACCESS_KEY_ID": store.access_key,
-        "AWS_SECRET_ACCESS_KEY": store.secret_key.get_secret_value(),
-        "AWS_REGION": store.region,
-        "AWS_ALLOW_HTTP": "true",
-        "AWS_S3_ALLOW_UNSAFE_RENAME": "true",
-    }
 
 
 def _key_predicate(document_id: str, version: int, generator_version: str) -> str:

@@ -340,6 +340,22 @@ def supersede_versions(spark: SparkSession, settings: LakeSettings, document_id:
     )
 
 
+def delta_location(settings: Settings, name: str) -> tuple[str, dict[str, str] | None]:
+    """Where delta-rs finds table ``name``, and the storage options it needs (S3 mode)."""
+    path = table_path(settings.lake, name)
+    if not path.startswith("s3a://"):
+        return path, None
+    store = settings.object_store
+    return "s3://" + path.removeprefix("s3a://"), {
+        "AWS_ENDPOINT_URL": store.endpoint,
+        "AWS_ACCESS_KEY_ID": store.access_key,
+        "AWS_SECRET_ACCESS_KEY": store.secret_key.get_secret_value(),
+        "AWS_REGION": store.region,
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_S3_ALLOW_UNSAFE_RENAME": "true",
+    }
+
+
 def read_final_documents(settings: Settings, document_ids: list[str]) -> list[dict]:
     """Rows of ``silver/documents`` in a final state (indexed / failed) for these documents.
 
@@ -349,19 +365,7 @@ def read_final_documents(settings: Settings, document_ids: list[str]) -> list[di
 
     if not document_ids:
         return []
-    path = table_path(settings.lake, SILVER_DOCUMENTS)
-    options = None
-    if path.startswith("s3a://"):
-        store = settings.object_store
-        path = "s3://" + path.removeprefix("s3a://")
-        options = {
-            "AWS_ENDPOINT_URL": store.endpoint,
-            "AWS_ACCESS_KEY_ID": store.access_key,
-            "AWS_SECRET_ACCESS_KEY": store.secret_key.get_secret_value(),
-            "AWS_REGION": store.region,
-            "AWS_ALLOW_HTTP": "true",
-            "AWS_S3_ALLOW_UNSAFE_RENAME": "true",
-        }
+    path, options = delta_location(settings, SILVER_DOCUMENTS)
     dataset = DeltaTable(path, storage_options=options).to_pyarrow_dataset()
     columns = ["document_id", "version", "status", "reason", "pages", "chunks"]
     wanted = pc.field("document_id").isin(document_ids) & pc.field("status").isin(["indexed", "failed"])

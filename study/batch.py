@@ -42,8 +42,7 @@ def indexed_versions(
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
-    from lake.gold import delta_location
-    from lake.tables import SILVER_DOCUMENTS
+    from lake.tables import SILVER_DOCUMENTS, delta_location
 
     path, options = delta_location(settings, SILVER_DOCUMENTS)
     # is_current is checked after the read: a dataset filter on that boolean skipped files whose
