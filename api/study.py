@@ -102,23 +102,18 @@ class StudyService:
         row = jsonable(self.documents.find(document_id))
         return {"course_id": row["course_id"]} if row else None
 
-    def _gold(self, name: str, document: dict[str, Any]) -> list[dict[str, Any]]:
-        key = gold_rows_key(name, document["id"], document["version"])
-        rows = self.cache.get_or_load(
-            "gold",
-            key,
-            # None (nothing yet) is not cached: material that appears is seen at once.
-            lambda: (
-                [
-                    _plain(r)
-                    for r in gold.read_rows(
-                        self.settings, name, document_id=document["id"], version=document["version"]
-                    )
-                ]
-                or None
-            ),
-        )
+    def _cached_gold(self, key: str, read: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Gold rows through the cache; an empty answer (nothing yet) is not cached, so material
+        that appears is seen at once."""
+        rows = self.cache.get_or_load("gold", key, lambda: [_plain(r) for r in read()] or None)
         return rows or []
+
+    def _gold(self, name: str, document: dict[str, Any]) -> list[dict[str, Any]]:
+        did, version = document["id"], document["version"]
+        return self._cached_gold(
+            gold_rows_key(name, did, version),
+            lambda: gold.read_rows(self.settings, name, document_id=did, version=version),
+        )
 
     # ---- asking for material -------------------------------------------------------------------
     def request(self, kind: Literal["notes", "quiz"], document_id: uuid.UUID, principal: Principal) -> dict[str, Any]:
@@ -220,10 +215,8 @@ class StudyService:
     ) -> dict[str, Any]:
         """Grades an attempt by option id (never by display text), stores it on the student's
         shard and returns the score with the correct answers and explanations."""
-        items = self.cache.get_or_load(
-            "gold",
-            quiz_items_key(quiz_id),
-            lambda: [_plain(r) for r in gold.read_where(self.settings, gold.GOLD_QUIZ_ITEMS, quiz_id=quiz_id)] or None,
+        items = self._cached_gold(
+            quiz_items_key(quiz_id), lambda: gold.read_where(self.settings, gold.GOLD_QUIZ_ITEMS, quiz_id=quiz_id)
         )
         if not items:
             raise NotFound("No quiz with this id.")
@@ -288,14 +281,10 @@ class StudyService:
 
     # ---- flashcards ----------------------------------------------------------------------------
     def _course_cards(self, course_id: str) -> list[dict[str, Any]]:
-        cards = self.cache.get_or_load(
-            "gold",
+        return self._cached_gold(
             course_cards_key(course_id),
-            lambda: (
-                [_plain(r) for r in gold.read_where(self.settings, gold.GOLD_FLASHCARDS, course_id=course_id)] or None
-            ),
+            lambda: gold.read_where(self.settings, gold.GOLD_FLASHCARDS, course_id=course_id),
         )
-        return cards or []
 
     def due_cards(self, course_id: uuid.UUID, principal: Principal, *, limit: int, now: datetime) -> dict[str, Any]:
         """The caller's cards of a course that are due at ``now`` (never reviewed ones first)."""
@@ -357,10 +346,8 @@ class StudyService:
         }
 
     def _card(self, card_id: str, principal: Principal) -> dict[str, Any]:
-        rows = self.cache.get_or_load(
-            "gold",
-            card_key(card_id),
-            lambda: [_plain(r) for r in gold.read_where(self.settings, gold.GOLD_FLASHCARDS, card_id=card_id)] or None,
+        rows = self._cached_gold(
+            card_key(card_id), lambda: gold.read_where(self.settings, gold.GOLD_FLASHCARDS, card_id=card_id)
         )
         if not rows:
             raise NotFound("No card with this id.")

@@ -47,21 +47,12 @@ def generate_quizzes() -> None:
     @task(pool="study_generation", map_index_template="{{ task.op_kwargs['document']['document_id'] }}")
     def generate(document: dict) -> dict:
         from core.settings import Settings
-        from study.batch import DocumentVersion, run_quiz
+        from study.batch import generate_for_run
 
         context = get_current_context()
-        target = DocumentVersion(document["document_id"], document["version"], document["course_id"])
-        summary = run_quiz(
-            Settings(),
-            target,
-            run_at=context["dag_run"].run_after,
-            job_id=document.get("job_id"),
-            force=document.get("force", False),
-            # The student's job is failed only when no retry is left.
-            final_attempt=context["ti"].try_number > context["ti"].max_tries,
-        )
-        print(summary)
-        return summary
+        # The student's job is failed only when no retry is left.
+        final = context["ti"].try_number > context["ti"].max_tries
+        return generate_for_run(Settings(), "quiz", document, run_at=context["dag_run"].run_after, final_attempt=final)
 
     generate.expand(document=find_documents())
 

@@ -45,21 +45,12 @@ def summarise_documents() -> None:
     @task(pool="study_generation", map_index_template="{{ task.op_kwargs['document']['document_id'] }}")
     def summarise(document: dict) -> dict:
         from core.settings import Settings
-        from study.batch import DocumentVersion, run_notes
+        from study.batch import generate_for_run
 
         context = get_current_context()
-        target = DocumentVersion(document["document_id"], document["version"], document["course_id"])
-        summary = run_notes(
-            Settings(),
-            target,
-            run_at=context["dag_run"].run_after,
-            job_id=document.get("job_id"),
-            force=document.get("force", False),
-            # The student's job is failed only when no retry is left.
-            final_attempt=context["ti"].try_number > context["ti"].max_tries,
-        )
-        print(summary)
-        return summary
+        # The student's job is failed only when no retry is left.
+        final = context["ti"].try_number > context["ti"].max_tries
+        return generate_for_run(Settings(), "notes", document, run_at=context["dag_run"].run_after, final_attempt=final)
 
     summarise.expand(document=find_documents())
 

@@ -407,3 +407,21 @@ def run_quiz(
         "reasons": quality.reasons,
         "seconds": round(time.monotonic() - started, 2),
     }
+
+
+def generate_for_run(
+    settings: Settings, kind: Kind, document: dict[str, Any], *, run_at: datetime, final_attempt: bool
+) -> dict[str, Any]:
+    """The mapped task of both study DAGs: one entry of ``documents_for_run`` generated."""
+    target = DocumentVersion(document["document_id"], document["version"], document["course_id"])
+    run = run_notes if kind == "notes" else run_quiz
+    summary = run(
+        settings,
+        target,
+        run_at=run_at,
+        job_id=document.get("job_id"),
+        force=bool(document.get("force", False)),
+        final_attempt=final_attempt,
+    )
+    log.info("%s: %s", kind, summary)
+    return summary
