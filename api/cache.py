@@ -162,6 +162,14 @@ class CacheAside:
                     return json.loads(raw)
             return loader()
         try:
+            # Double-checked: the previous owner may have stored the value between our miss and
+            # our taking the lock; loading again would be the very stampede the lock prevents.
+            try:
+                raw = self.redis.call("cache_get", lambda c: c.get(key))
+            except RedisDown:
+                raw = None
+            if raw is not None:
+                return json.loads(raw)
             value = loader()
             if value is not None:
                 payload = json.dumps(value, default=str)

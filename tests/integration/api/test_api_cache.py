@@ -86,6 +86,9 @@ def test_concurrent_misses_load_once(api_settings, run_id):
     loads = []
     readers = 8
     arrived = threading.Semaphore(0)
+    # All readers set off together: a thread that started late under load would otherwise ask
+    # after the waiters' bounded wait (<= 1 s) ran out, and make them load for themselves.
+    together = threading.Barrier(readers)
 
     def slow_loader():
         loads.append(1)
@@ -96,6 +99,7 @@ def test_concurrent_misses_load_once(api_settings, run_id):
         return {"value": 42}
 
     def read():
+        together.wait(timeout=30)
         arrived.release()
         results.append(cache.get_or_load("t", f"stampede:{run_id}", slow_loader))
 
