@@ -71,10 +71,16 @@ def find_postgres_bin() -> Path | None:
     return candidates[-1].parent if candidates else None
 
 
+# Programs the tests and benches drive, by the Debian package that provides them: the native
+# load generator (bench/api.py), the L7 load balancer (deploy/nginx) and the headless browser
+# of the web page's test.
+TOOL_PACKAGES = {"wrk": "wrk", "nginx": "nginx", "chromium": "chromium"}
+
+
 def ensure_debian_packages(*, need_postgres: bool, need_redis: bool, need_maven: bool, report: Report) -> None:
-    """apt-get installs PostgreSQL, Redis and Maven when their binaries are missing."""
+    """apt-get installs PostgreSQL, Redis, Maven and the tools when their binaries are missing."""
     with timed(report, "debian packages") as notes:
-        wanted = []
+        wanted = [package for program, package in TOOL_PACKAGES.items() if shutil.which(program) is None]
         if need_postgres and find_postgres_bin() is None:
             wanted.append("postgresql")
         if need_redis and shutil.which("redis-server") is None:
