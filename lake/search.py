@@ -13,7 +13,7 @@ so every row searched is a current version.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from core.settings import LanceDBSettings
 from lake.vectors import VECTOR_COLUMN, open_chunks, quote
@@ -21,6 +21,9 @@ from lake.vectors import VECTOR_COLUMN, open_chunks, quote
 if TYPE_CHECKING:
     import lancedb
     import numpy as np
+
+SearchMode = Literal["hybrid", "text", "vector"]
+SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "text", "vector")
 
 RESULT_COLUMNS = ["chunk_id", "document_id", "version", "course_id", "page_start", "page_end", "text"]
 
@@ -51,8 +54,10 @@ def hybrid_search(
     embedder: QueryEmbedder,
     *,
     settings: LanceDBSettings | None = None,
+    mode: SearchMode = "hybrid",
 ) -> list[SearchHit]:
-    """The ``k`` best chunks of ``course_id`` for ``query`` (vector + full text, RRF fused)."""
+    """The ``k`` best chunks of ``course_id`` for ``query``: ``hybrid`` fuses the vector and
+    full-text lists; ``text`` and ``vector`` return one side alone (same hit shape)."""
     settings = settings or LanceDBSettings()
     query = query.strip()
     if not query or k <= 0:
@@ -64,21 +69,14 @@ def hybrid_search(
     where = f"course_id = {quote(course_id)}"
     candidates = max(settings.candidates, k)
 
-    vector = embedder.encode([query])[0]
-    search: Any = table.search(vector, vector_column_name=VECTOR_COLUMN)  # a vector query builder
-    vector_query = (
-        search.distance_type("cosine")
-        .where(where, prefilter=True)
-        .select([*RESULT_COLUMNS, "_distance"])
-        .limit(candidates)
-    )
-    if VECTOR_COLUMN in {column for index in table.list_indices() for column in index.columns}:
-        # IVF_PQ alone has poor recall here (~0.2 @10); re-ranking on full vectors restores it.
-        vector_query = vector_query.nprobes(settings.nprobes).refine_factor(settings.refine_factor)
-    vector_rows = vector_query.to_list()
-    text_rows = full_text(table, query, where, candidates)
+    vector_rows: list[dict[str, Any]] = []
+    text_rows: list[dict[str, Any]] = []
+    if mode != "text":
+        vector_rows = _vector_side(table, query, where, candidates, embedder, settings)
+    if mode != "vector":
+        text_rows = full_text(table, query, where, candidates)
 
-    best = fuse(vector_rows, text_rows, rrf_k=settings.rrf_k, k=k, phrase=query)
+    best = fuse(vector_rows, text_rows, rrf_k=settings.rrf_k, k=k, phrase=query if mode == "hybrid" else None)
     return [
         SearchHit(
             chunk_id=e["row"]["chunk_id"],
@@ -94,6 +92,23 @@ def hybrid_search(
         )
         for e in best
     ]
+
+
+def _vector_side(
+    table: Any, query: str, where: str, candidates: int, embedder: QueryEmbedder, settings: LanceDBSettings
+) -> list[dict[str, Any]]:
+    vector = embedder.encode([query])[0]
+    search: Any = table.search(vector, vector_column_name=VECTOR_COLUMN)  # a vector query builder
+    vector_query = (
+        search.distance_type("cosine")
+        .where(where, prefilter=True)
+        .select([*RESULT_COLUMNS, "_distance"])
+        .limit(candidates)
+    )
+    if VECTOR_COLUMN in {column for index in table.list_indices() for column in index.columns}:
+        # IVF_PQ alone has poor recall here (~0.2 @10); re-ranking on full vectors restores it.
+        vector_query = vector_query.nprobes(settings.nprobes).refine_factor(settings.refine_factor)
+    return list(vector_query.to_list())
 
 
 PHRASE_MIN_WORDS = 3  # shorter queries are keywords, which BM25 already ranks
