@@ -44,10 +44,14 @@ def normalized(text: str) -> str:
 
 def extract_pypdf(path: Path) -> list[str]:
     """Text of every page, as the platform extracts it (``processing.pdf.extract_pages``)."""
+    import inspect
+
     from processing.pdf import extract_pages, page_count
 
     data = path.read_bytes()
-    pages = extract_pages(data, 0, page_count(data))
+    # Once extract_pages has more than one backend, ask for pypdf by name: the set was made with it.
+    options = {"extractor": "pypdf"} if "extractor" in inspect.signature(extract_pages).parameters else {}
+    pages = extract_pages(data, 0, page_count(data), **options)
     return [page.text for page in pages]
 
 
