@@ -21,6 +21,7 @@ from api.errors import PROBLEM_MEDIA_TYPE, install_error_handlers, problem_respo
 from api.metrics import Metrics
 from api.middleware import BodyLimitMiddleware, RateLimitMiddleware, RequestContextMiddleware
 from api.routers import auth, courses, documents, health, jobs, notifications, study, users
+from api.web_assets import router as web_router
 from core.settings import APISettings, Settings
 
 DESCRIPTION = """\
@@ -72,6 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(documents.search_router)
     app.include_router(notifications.router)
     app.include_router(health.router)
+    app.include_router(web_router)  # the student page (built by deploy/web_build.py)
 
     # Added inner to outer: the request context wraps everything, so even a 413/429 has an id.
     app.add_middleware(BodyLimitMiddleware, settings=settings.api)

@@ -48,19 +48,28 @@ def _report(phase: str, seconds: float, note: str) -> None:
 
 
 @stack_app.command("up")
-def stack_up() -> None:
+def stack_up(
+    api_instances: Annotated[
+        int, typer.Option("--api-instances", min=0, help="Also start N API processes behind nginx (edge.port)")
+    ] = 0,
+) -> None:
     """Install what is missing and start every service (idempotent)."""
+    from deploy.edge import Edge
     from deploy.installers import InstallError
     from deploy.stack import ServiceStartError, Stack
 
     settings = _settings()
     started = time.perf_counter()
     try:
-        statuses = Stack(settings, report=_report).up()
+        stack = Stack(settings, report=_report)
+        statuses = stack.up()
+        edge = Edge(stack).up(instances=api_instances) if api_instances else None
     except (ServiceStartError, InstallError) as exc:
         err.print(f"[red]stack up failed:[/red] {exc}")
         raise typer.Exit(1) from exc
     _print_status(statuses)
+    if edge is not None:
+        console.print(f"web page and API through nginx: {edge.url} (API instances on ports {edge.api_ports})")
     console.print(f"[setup] {'stack up total':<28} {time.perf_counter() - started:6.1f} s", markup=False)
 
 
@@ -422,8 +431,10 @@ def serve_api(
     import uvicorn
 
     from api.main import uvicorn_proxy_options
+    from deploy.web_build import build_web
 
     settings = _settings()
+    build_web(settings)  # the page the API serves at /
     uvicorn.run(
         "api.main:app_from_env",
         factory=True,

@@ -277,6 +277,16 @@ class APISettings(_Section):
         return value
 
 
+class EdgeSettings(_Section):
+    """nginx in front of several API processes (`lakehouse stack up --api-instances N`), on loopback."""
+
+    port: int = Field(28000, ge=1, le=65535, description="Loopback port of nginx: the web page and the API behind it")
+    max_fails: int = Field(
+        2, ge=1, description="Failed attempts within fail_timeout_s that take an API instance out (passive check)"
+    )
+    fail_timeout_s: int = Field(10, ge=1, description="Window for max_fails, and how long a failed instance stays out")
+
+
 class AirflowSettings(_Section):
     """The local Airflow 3 (`lakehouse airflow up`): api-server, scheduler and dag-processor on loopback."""
 
@@ -322,6 +332,7 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = EmbeddingSettings()
     ingest: IngestSettings = IngestSettings()
     api: APISettings = APISettings()
+    edge: EdgeSettings = EdgeSettings()
     airflow: AirflowSettings = AirflowSettings()
 
     @field_validator("environment", mode="before")

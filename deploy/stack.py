@@ -96,6 +96,10 @@ class Stack:
                 notes.append(f"{service.name} {'started' if started else 'already running'}")
         return self.status()
 
+    def start(self, service: Service) -> bool:
+        """Starts one service (recorded like the configured ones); False if it was already running."""
+        return self._start(service)
+
     def _start(self, service: Service) -> bool:
         if self.running_pid(service.name) is not None:
             try:
