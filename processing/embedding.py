@@ -3,15 +3,16 @@
 Three precisions behind one ``Embedder``:
 
 - ``fp32``: sentence-transformers on torch, the reference;
-- ``bf16``: the same under ``torch.autocast("cpu", bfloat16)``: fast only on CPUs with AMX or
-  AVX512-BF16, emulated (about 10x slower) on AVX2-only CPUs;
+- ``bf16``: the same under ``torch.autocast("cpu", bfloat16)``: fast only on some CPUs (AMX),
+  emulated (about 10x slower) on AVX2-only CPUs;
 - ``int8``: ONNX Runtime with weights quantised per channel (dynamic quantisation). The ONNX
   file is exported from the torch model once and cached on disk; afterwards a worker needs only
   onnxruntime + tokenizers (no torch import), which keeps Spark Python workers light.
 
 ``get_embedder`` keeps one Embedder per process and configuration: a Spark Python worker (reused
 across tasks and batches) or the driver loads the model once, never per batch.
-All vectors are 384-d, mean pooled and L2-normalised, as float32.
+All vectors are 384-d, mean pooled and L2-normalised, as float32. ``precision="auto"`` is
+resolved by a measurement cached per CPU model (``processing/calibration.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from core.settings import EmbeddingSettings
+from processing.calibration import cpu_flags  # noqa: F401 - re-exported for the benches
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,28 +41,16 @@ MAX_TOKENS = 256
 Precision = Literal["fp32", "bf16", "int8"]
 
 _CACHE: dict[tuple, Embedder] = {}
-# bf16 pays only with AMX tiles. Measured on an AMD EPYC with avx512_bf16 but no AMX
-# (bench/ingest.py, 2026-12-01 15:43): torch bf16 autocast 14.7 chunks/s, fp32 15.9, int8 ONNX
-# Runtime 65.6 (cosine 0.994): avx512_bf16 alone must not pick bf16.
-_BF16_FLAGS = {"amx_bf16"}
 
 
-def cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def resolve_precision(requested: str, flags: set[str] | None = None) -> Precision:
-    """``auto`` becomes bf16 on a CPU with AMX (bf16 tiles) and int8 elsewhere."""
+def resolve_precision(requested: str, settings: EmbeddingSettings | None = None) -> Precision:
+    """An explicit precision as it is; ``auto`` the fastest precision with cosine >= 0.99 vs fp32
+    on this machine, measured once per CPU model and cached (``processing/calibration.py``)."""
     if requested != "auto":
         return requested  # type: ignore[return-value]
-    return "bf16" if _BF16_FLAGS & (cpu_flags() if flags is None else flags) else "int8"
+    from processing.calibration import calibrate
+
+    return calibrate(settings or EmbeddingSettings(), Embedder).chosen  # type: ignore[return-value]
 
 
 _LOCK = threading.Lock()
@@ -81,7 +71,7 @@ class Embedder:
         self, settings: EmbeddingSettings, *, threads: int | None = None, onnx_model: Path | None = None
     ) -> None:
         self.settings = settings
-        self.precision: Precision = resolve_precision(settings.precision)
+        self.precision: Precision = resolve_precision(settings.precision, settings)
         self.threads = threads or settings.threads
         self.batch_size = settings.batch_size
         self._model: Any = None
@@ -236,7 +226,7 @@ def get_embedder(settings: EmbeddingSettings, *, threads: int | None = None) -> 
     """The process-wide Embedder for these settings (loaded on first call only)."""
     key = (
         settings.model_package,
-        resolve_precision(settings.precision),
+        resolve_precision(settings.precision, settings),
         settings.batch_size,
         threads or settings.threads,
     )

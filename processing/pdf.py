@@ -1,16 +1,21 @@
-"""PDF text extraction with pypdf: pure functions over the raw bytes, with precise rejections.
+"""PDF text extraction: pure functions over the raw bytes, with precise rejections.
+
+Two backends (``ingest.extractor``): PDFium through pypdfium2 (the default: many times faster than
+pypdf on typeset manuals, ``bench/extract.py``) and pypdf. pypdf keeps what it does well:
+validation (``page_count``: not a PDF, truncated, encrypted, corrupt, empty, each with a reason a
+student can act on), and the fallback for a document or page PDFium cannot read.
 
 ``page_count`` runs once per document on the Spark driver (cheap: pypdf parses pages lazily);
-``extract_pages`` runs in Spark tasks over page ranges. Every way a PDF can be unusable maps to
-one ``PdfRejected`` reason a student can act on.
+``extract_pages`` runs in Spark tasks over page ranges.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from core.documents import PDF_MAGIC, REASON_NO_TEXT
 
@@ -23,6 +28,15 @@ MAGIC_WINDOW = 1024
 REASON_NOT_PDF = "not a PDF: the file does not start with the %PDF- header"
 REASON_ENCRYPTED = "encrypted PDF: it is password protected; upload it without a password"
 REASON_EMPTY = "empty PDF: the document has no pages"
+
+Extractor = Literal["pdfium", "pypdf"]
+DEFAULT_EXTRACTOR: Extractor = "pdfium"  # the default of IngestSettings.extractor too
+
+# PDFium is not thread-safe, not even across different documents (it keeps global state), and
+# pypdfium2 adds no lock of its own: every use of it in this process holds this lock, and each
+# call opens and closes its own document. Spark runs tasks in separate Python worker processes,
+# so the lock costs nothing there; it protects threads of one process (an API, a bench).
+_PDFIUM_LOCK = threading.Lock()
 
 
 class PdfRejected(Exception):
@@ -39,17 +53,22 @@ class Page:
     text: str
 
 
-def _open(data: bytes) -> PdfReader:
-    from pypdf import PdfReader
-    from pypdf.errors import FileNotDecryptedError, PdfReadError, PyPdfError
-
+def _check_bytes(data: bytes) -> None:
     if PDF_MAGIC not in data[:MAGIC_WINDOW]:
         raise PdfRejected(REASON_NOT_PDF)
     tail = data[-2048:]
     if b"%%EOF" not in tail:
-        # pypdf can often rebuild a cut-off file's xref and read the first pages, which would
-        # silently index half a book; a missing end-of-file marker is the sign of truncation.
+        # pypdf (and PDFium) can often rebuild a cut-off file's xref and read the first pages,
+        # which would silently index half a book; a missing end-of-file marker is the sign of
+        # truncation.
         raise PdfRejected(f"truncated PDF: no %%EOF marker at the end of its {len(data)} bytes (upload interrupted?)")
+
+
+def _open(data: bytes) -> PdfReader:
+    from pypdf import PdfReader
+    from pypdf.errors import FileNotDecryptedError, PdfReadError, PyPdfError
+
+    _check_bytes(data)
     # pypdf logs every recoverable oddity at WARNING; the rejection reason says what matters.
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
@@ -79,20 +98,66 @@ def page_count(data: bytes) -> int:
     return count
 
 
-def extract_pages(data: bytes, start: int, stop: int) -> list[Page]:
+def extract_pages(data: bytes, start: int, stop: int, *, extractor: Extractor = DEFAULT_EXTRACTOR) -> list[Page]:
     """Text of pages ``start`` .. ``stop - 1`` (0-based, half open), numbered from 1.
 
     A page whose content stream is damaged yields empty text rather than failing the whole
-    document; ``require_text`` decides afterwards whether enough text came out.
+    document; ``require_text`` decides afterwards whether enough text came out. With
+    ``extractor="pdfium"``, a document PDFium cannot open goes to pypdf (whose rejection, if any,
+    says why), and so does a page PDFium fails on.
     """
+    if extractor == "pdfium":
+        _check_bytes(data)
+        pages = _extract_pdfium(data, start, stop)
+        if pages is not None:
+            return pages
+    elif extractor != "pypdf":
+        raise ValueError(f"unknown extractor {extractor!r}: expected 'pdfium' or 'pypdf'")
     reader = _open(data)
-    pages = []
-    for index in range(start, min(stop, len(reader.pages))):
+    return [Page(index + 1, _pypdf_page_text(reader, index)) for index in range(start, min(stop, len(reader.pages)))]
+
+
+def _pypdf_page_text(reader: PdfReader, index: int) -> str:
+    try:
+        return _clean(reader.pages[index].extract_text() or "")
+    except Exception:  # noqa: BLE001 - one bad page must not lose the other 499
+        return ""
+
+
+def _extract_pdfium(data: bytes, start: int, stop: int) -> list[Page] | None:
+    """PDFium's text of the range; None if PDFium cannot open the document at all."""
+    import pypdfium2 as pdfium
+
+    texts: list[str | None] = []
+    with _PDFIUM_LOCK:
         try:
-            text = reader.pages[index].extract_text() or ""
-        except Exception:  # noqa: BLE001 - one bad page must not lose the other 499
-            text = ""
-        pages.append(Page(index + 1, _clean(text)))
+            document = pdfium.PdfDocument(data)
+        except Exception:  # noqa: BLE001 - encrypted, damaged...: pypdf diagnoses it
+            return None
+        try:
+            for index in range(start, min(stop, len(document))):
+                try:
+                    page = document[index]
+                    try:
+                        textpage = page.get_textpage()
+                        try:
+                            texts.append(textpage.get_text_range())
+                        finally:
+                            textpage.close()
+                    finally:
+                        page.close()
+                except Exception:  # noqa: BLE001 - this page alone goes to pypdf
+                    texts.append(None)
+        finally:
+            document.close()
+    fallback = _open(data) if None in texts else None
+    pages = []
+    for offset, text in enumerate(texts):
+        index = start + offset
+        if text is None and fallback is not None:
+            pages.append(Page(index + 1, _pypdf_page_text(fallback, index)))
+        else:
+            pages.append(Page(index + 1, _clean(text or "")))
     return pages
 
 
@@ -103,5 +168,10 @@ def require_text(pages: list[Page]) -> None:
 
 
 def _clean(text: str) -> str:
-    # NUL and lone surrogates break Parquet/Arrow strings and the tokenizer alike.
-    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    """The same normalisation for every backend."""
+    # PDFium ends lines with CRLF and marks a word hyphenated across lines with U+FFFE (the
+    # hyphen and the line break removed: "declara\ufffetion"); dropping the marker keeps the
+    # word whole, as a search for it needs. NUL and lone surrogates break Parquet/Arrow strings
+    # and the tokenizer alike.
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\ufffe", "").replace("\x00", "")
+    return text.encode("utf-8", "replace").decode("utf-8")

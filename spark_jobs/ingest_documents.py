@@ -95,7 +95,8 @@ def prepare(spark: SparkSession, settings: Settings) -> None:
     topics = (TOPIC_DOCUMENTS_UPLOADED, TOPIC_DOCUMENTS_INDEXED, TOPIC_DOCUMENTS_FAILED)
     ensure_topics(settings.kafka, [settings.kafka.topic(t) for t in topics])
     tables.ensure_tables(spark, settings.lake, change_data_feed=settings.ingest.change_data_feed)
-    precision = resolve_precision(settings.embedding.precision)
+    # `auto` is calibrated here, once per machine (cached on disk), before any worker loads the model.
+    precision = resolve_precision(settings.embedding.precision, settings.embedding)
     if precision == "int8":
         ensure_onnx_int8(settings.embedding)  # export once here, not in two workers at once
     embedding = settings.embedding

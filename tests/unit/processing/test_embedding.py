@@ -60,14 +60,11 @@ def test_encode_of_nothing_is_an_empty_matrix():
     assert get_embedder(EmbeddingSettings(precision="int8")).encode([]).shape == (0, DIMENSION)
 
 
-def test_auto_precision_is_bf16_only_with_bf16_matrix_units():
+def test_explicit_precision_is_used_as_given():
     from processing.embedding import resolve_precision
 
-    assert resolve_precision("auto", {"avx2", "amx_bf16", "amx_tile"}) == "bf16"
-    assert resolve_precision("auto", {"avx2", "fma"}) == "int8"
-    # avx512_bf16 without AMX: bf16 autocast measured 4.5x slower than int8 there
-    assert resolve_precision("auto", {"avx2", "avx512f", "avx512_bf16", "avx512_vnni"}) == "int8"
-    assert resolve_precision("fp32", {"amx_bf16"}) == "fp32"
+    for precision in ("fp32", "bf16", "int8"):
+        assert resolve_precision(precision) == precision
 
 
 def test_int8_vectors_do_not_depend_on_batch_size_or_padding():

@@ -7,16 +7,48 @@ def test_page_count_counts_pages_of_a_text_pdf():
     assert pdf.page_count(samples.short_pdf("hello", pages=4)) == 4
 
 
-def test_extract_pages_returns_numbered_text_of_the_range():
+@pytest.mark.parametrize("extractor", ["pdfium", "pypdf"])
+def test_extract_pages_returns_numbered_text_of_the_range(extractor):
     book = samples.course_book(8)
-    pages = pdf.extract_pages(book.pdf, 2, 5)
+    pages = pdf.extract_pages(book.pdf, 2, 5, extractor=extractor)
     assert [p.number for p in pages] == [3, 4, 5]
     assert "quokka consensus protocol" in pages[0].text.replace("\n", " ")
     assert "page 4" in pages[1].text
+    assert "\r" not in "".join(p.text for p in pages)  # one line-ending convention for every backend
 
 
-def test_extract_pages_clamps_a_range_past_the_end():
-    assert [p.number for p in pdf.extract_pages(samples.short_pdf("x", pages=3), 2, 10)] == [3]
+@pytest.mark.parametrize("extractor", ["pdfium", "pypdf"])
+def test_extract_pages_clamps_a_range_past_the_end(extractor):
+    assert [p.number for p in pdf.extract_pages(samples.short_pdf("x", pages=3), 2, 10, extractor=extractor)] == [3]
+
+
+def test_backends_agree_on_the_words_of_a_page():
+    book = samples.course_book(3)
+    pdfium, pypdf = (pdf.extract_pages(book.pdf, 0, 3, extractor=e) for e in ("pdfium", "pypdf"))
+    for a, b in zip(pdfium, pypdf, strict=True):
+        assert a.text.split() == b.text.split()
+
+
+@pytest.mark.parametrize(("sample", "reason"), [("encrypted", pdf.REASON_ENCRYPTED), ("corrupt", "corrupt PDF:")])
+def test_pdfium_hands_a_document_it_cannot_open_to_pypdf_for_the_reason(sample, reason):
+    with pytest.raises(pdf.PdfRejected) as caught:
+        pdf.extract_pages(samples.BROKEN_SAMPLES[sample](), 0, 2, extractor="pdfium")
+    assert caught.value.reason.startswith(reason)
+
+
+def test_pdfium_rejects_a_truncated_file_before_reading_it():
+    with pytest.raises(pdf.PdfRejected) as caught:
+        pdf.extract_pages(samples.truncated_pdf(), 0, 6, extractor="pdfium")
+    assert caught.value.reason.startswith("truncated PDF:")
+
+
+def test_extract_pages_refuses_an_unknown_extractor():
+    with pytest.raises(ValueError, match="unknown extractor 'poppler'"):
+        pdf.extract_pages(samples.short_pdf("x"), 0, 1, extractor="poppler")  # type: ignore[arg-type]
+
+
+def test_clean_joins_pdfium_hyphenation_and_line_endings():
+    assert pdf._clean("declara\ufffetion\r\nnext\x00 line") == "declaration\nnext line"
 
 
 @pytest.mark.parametrize(
@@ -35,10 +67,11 @@ def test_page_count_rejects_unusable_files_with_a_precise_reason(sample, reason)
     assert caught.value.reason.startswith(reason)
 
 
+@pytest.mark.parametrize("extractor", ["pdfium", "pypdf"])
 @pytest.mark.parametrize("sample", ["image_only", "blank"])
-def test_require_text_rejects_pdfs_without_a_text_layer(sample):
+def test_require_text_rejects_pdfs_without_a_text_layer(sample, extractor):
     data = samples.BROKEN_SAMPLES[sample]()
-    pages = pdf.extract_pages(data, 0, pdf.page_count(data))
+    pages = pdf.extract_pages(data, 0, pdf.page_count(data), extractor=extractor)
     with pytest.raises(pdf.PdfRejected) as caught:
         pdf.require_text(pages)
     assert "OCR, which is not supported" in caught.value.reason
@@ -53,4 +86,6 @@ def test_owner_password_only_pdf_is_readable():
     writer.encrypt(user_password="", owner_password="owner-only", algorithm="AES-256")
     out = io.BytesIO()
     writer.write(out)
-    assert "open to read" in pdf.extract_pages(out.getvalue(), 0, pdf.page_count(out.getvalue()))[0].text
+    for extractor in ("pdfium", "pypdf"):
+        pages = pdf.extract_pages(out.getvalue(), 0, pdf.page_count(out.getvalue()), extractor=extractor)
+        assert "open to read" in pages[0].text
