@@ -1,26 +1,34 @@
-"""Cached vs uncached `GET /v1/courses/{id}`: throughput and p50/p99 latency, in one run.
+"""The course service's hot path against the framework's floor, driven by ``wrk`` in one run.
 
-Starts the API twice under uvicorn (1 worker each, one after the other) on private shard
-databases and a private Redis key prefix — once with the Redis cache-aside on, once with
-``api.cache_enabled=false`` — and drives each with the same bounded async load (httpx).
-Everything else (auth, rate-limit buckets in Redis, membership check) is identical, so the
-difference is the cache. Prints a table with the ratio. Benchmarks never assert times.
+Three uvicorn processes (one worker each, the same uvicorn options): a bare FastAPI app that
+returns the same small JSON (the floor), the API with the Redis cache on, the API with
+``api.cache_enabled=false``. ``wrk`` (a native load generator, a separate process) drives, one
+after another and for ``--rounds`` alternating rounds: the floor, ``/healthz``, a cached
+authenticated ``GET /v1/courses/{id}``, the same read uncached (PostgreSQL every time) and a
+course search (on a few hundred chunks written to a private LanceDB). A Lua script adds the
+token and prints the latency percentiles. Reports req/s, p50, p99 and the ratio to the floor's
+req/s; the best round of each endpoint counts (the least disturbed by the other tenants of the
+machine). Writes ``.lakehouse/bench/api.json`` (results kept per ``--label``, so ``before``
+and ``after`` sit side by side) and ``api.png``. Benchmarks never assert times.
 
-    PYTHONPATH=. .venv/bin/python bench/api.py [--requests 3000] [--concurrency 16]
+    flock /tmp/lakehouse-heavy.lock env PYTHONPATH=. .venv/bin/python bench/api.py --label after
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
 import os
+import platform
+import shutil
 import socket
-import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -31,6 +39,38 @@ from core.redis import redis_client  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from deploy.migrate import create_databases, drop_databases, migrate  # noqa: E402
 
+OUT_DIR = ROOT / ".lakehouse" / "bench"
+FLOOR_BODY = {"status": "ok"}
+
+# wrk: the token from the environment; the summary as one JSON line (latencies in microseconds).
+WRK_SCRIPT = """
+local token = os.getenv("BENCH_TOKEN")
+if token and #token > 0 then wrk.headers["Authorization"] = "Bearer " .. token end
+wrk.headers["Accept"] = "application/json"
+function done(summary, latency, requests)
+  local errors = summary.errors
+  io.write(string.format(
+    'WRK_JSON {"requests": %d, "duration_us": %d, "p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d,'
+    .. ' "non_2xx": %d, "socket_errors": %d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, errors.status,
+    errors.connect + errors.read + errors.write + errors.timeout))
+end
+"""
+
+
+def floor_app():
+    """The framework's floor: FastAPI returning the same small JSON as ``/healthz``, nothing else."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.get("/")
+    def floor() -> dict:
+        return FLOOR_BODY
+
+    return app
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -38,12 +78,27 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-class Server:
-    """`uvicorn api.main:app_from_env --factory` in a subprocess, configured by environment."""
+def cpu_model_and_flags() -> tuple[str, list[str]]:
+    model, flags = platform.processor() or "unknown", []
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name") and model in ("unknown", "x86_64", ""):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = line.split(":", 1)[1].split()
+                break
+    return model, flags
 
-    def __init__(self, env: dict[str, str]) -> None:
+
+class Server:
+    """``uvicorn <app> --factory`` in a subprocess with the bench's uvicorn options."""
+
+    def __init__(self, app: str, env: dict[str, str], *, ready_path: str, uvicorn_args: list[str]) -> None:
+        self.app = app
         self.port = _free_port()
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+        self.ready_path = ready_path
+        self.uvicorn_args = uvicorn_args
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -51,37 +106,31 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> Server:
+        command = [sys.executable, "-m", "uvicorn", self.app, "--factory", "--port", str(self.port)]
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "api.main:app_from_env",
-                "--factory",
-                "--port",
-                str(self.port),
-                "--workers",
-                "1",
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
+            [*command, *self.uvicorn_args],
             env=self.env,
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"API exited: {self.proc.stderr.read().decode()[-2000:]}")
+                raise RuntimeError(f"{self.app} exited: {self.proc.stderr.read().decode()[-2000:]}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}{self.ready_path}", timeout=2).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
-            time.sleep(0.2)
-        raise RuntimeError("API did not become ready")
+            time.sleep(0.3)
+        raise RuntimeError(f"{self.app} did not become ready")
+
+    def rss_mb(self) -> float:
+        import psutil
+
+        assert self.proc is not None
+        return psutil.Process(self.proc.pid).memory_info().rss / 2**20
 
     def __exit__(self, *exc) -> None:
         assert self.proc is not None
@@ -111,115 +160,241 @@ def seed(base_url: str) -> tuple[str, str]:
     return token, course.json()["id"]
 
 
-async def load(base_url: str, path: str, token: str, *, requests: int, concurrency: int) -> tuple[float, list[float]]:
-    """Sends ``requests`` GETs over ``concurrency`` keep-alive connections; returns (seconds, latencies).
+def seed_chunks(settings: Settings, course_id: str, count: int) -> None:
+    """``count`` chunks of generated prose in the course, embedded with the pipeline's embedder."""
+    from lake.vectors import chunk_rows, connect, ensure_fts_index, open_chunks, upsert_chunks
+    from processing.embedding import get_embedder
 
-    A minimal HTTP/1.1 client on asyncio streams: httpx costs more CPU per request than the
-    API itself, and on 2 cores the load generator would otherwise be what is measured.
-    """
-    host, port = base_url.removeprefix("http://").split(":")
-    request = (
-        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
-        "Accept: application/json\r\n\r\n"
-    ).encode()
-    latencies: list[float] = []
-    remaining = requests
-
-    async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        length = next(
-            int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
-        )
-        body = await reader.readexactly(length)
-        if status != 200:
-            raise RuntimeError(f"unexpected {status}: {body[:200]!r}")
-
-    async def worker(measure: bool, count: int | None) -> None:
-        nonlocal remaining
-        reader, writer = await asyncio.open_connection(host, int(port))
-        try:
-            if count is not None:  # warm-up: connections, first cache fill
-                for _ in range(count):
-                    await one(reader, writer)
-                return
-            while remaining > 0:
-                remaining -= 1
-                started = time.perf_counter()
-                await one(reader, writer)
-                latencies.append(time.perf_counter() - started)
-        finally:
-            writer.close()
-
-    await asyncio.gather(*(worker(False, 20) for _ in range(concurrency)))
-    started = time.perf_counter()
-    await asyncio.gather(*(worker(True, None) for _ in range(concurrency)))
-    return time.perf_counter() - started, latencies
+    words = "matrix vector eigenvalue basis span kernel rank determinant inverse linear map subspace".split()
+    texts = [" ".join(words[(i * 7 + j) % len(words)] for j in range(60)) + f" passage {i}" for i in range(count)]
+    vectors = get_embedder(settings.embedding).encode(texts)
+    document_id = str(uuid.uuid4())
+    rows = [
+        {
+            "chunk_id": f"{document_id}:1:{i}",
+            "document_id": document_id,
+            "version": 1,
+            "course_id": course_id,
+            "chunk_index": i,
+            "page_start": i // 3 + 1,
+            "page_end": i // 3 + 1,
+            "text": text,
+            "vector": vector.tolist(),
+        }
+        for i, (text, vector) in enumerate(zip(texts, vectors, strict=True))
+    ]
+    table = open_chunks(connect(settings.lancedb), settings.lancedb)
+    upsert_chunks(table, chunk_rows(rows))
+    ensure_fts_index(table)
 
 
-def percentile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1] if len(values) > 1 else values[0]
+def run_wrk(url: str, *, token: str, seconds: float, connections: int, script: Path) -> dict[str, Any]:
+    """One ``wrk -t1`` run; returns req/s, p50/p99 (ms) and error counts."""
+    wrk = shutil.which("wrk") or "/usr/bin/wrk"
+    proc = subprocess.run(
+        [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script), url],
+        env={**os.environ, "BENCH_TOKEN": token},
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    )
+    line = next(line for line in proc.stdout.splitlines() if line.startswith("WRK_JSON "))
+    raw = json.loads(line.removeprefix("WRK_JSON "))
+    return {
+        "rps": raw["requests"] / (raw["duration_us"] / 1e6),
+        "p50_ms": raw["p50_us"] / 1000,
+        "p90_ms": raw["p90_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
+        "max_ms": raw["max_us"] / 1000,
+        "requests": raw["requests"],
+        "non_2xx": raw["non_2xx"],
+        "socket_errors": raw["socket_errors"],
+    }
+
+
+def plot(results: dict[str, Any], path: Path) -> Path:
+    """A PNG with matplotlib; without it (not in the lock file) a plain SVG bar chart."""
+    try:
+        import matplotlib
+    except ImportError:
+        return _svg_plot(results, path.with_suffix(".svg"))
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(results)
+    endpoints = list(next(iter(results.values()))["endpoints"])
+    fig, (ax_rps, ax_p99) = plt.subplots(1, 2, figsize=(13, 4.8))
+    width = 0.8 / len(labels)
+    for i, label in enumerate(labels):
+        xs = [e + i * width for e in range(len(endpoints))]
+        rows = results[label]["endpoints"]
+        ax_rps.bar(xs, [rows.get(e, {}).get("rps", 0) for e in endpoints], width, label=label)
+        ax_p99.bar(xs, [rows.get(e, {}).get("p99_ms", 0) for e in endpoints], width, label=label)
+    for ax, title in ((ax_rps, "req/s (higher is better)"), (ax_p99, "p99 ms (lower is better)")):
+        ax.set_xticks([e + width * (len(labels) - 1) / 2 for e in range(len(endpoints))])
+        ax.set_xticklabels(endpoints, rotation=20, ha="right", fontsize=8)
+        ax.set_title(title)
+        ax.legend()
+    fig.suptitle("course service vs the bare FastAPI floor (wrk -t1, 1 uvicorn worker)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _svg_plot(results: dict[str, Any], path: Path) -> Path:
+    """req/s per endpoint and label as horizontal bars, p99 written beside each bar."""
+    labels = list(results)
+    endpoints = list(next(iter(results.values()))["endpoints"])
+    top = max(row["rps"] for r in results.values() for row in r["endpoints"].values())
+    colours = ["#888888", "#1f77b4", "#2ca02c", "#d62728"]
+    bar, gap, left, width = 16, 14, 190, 520
+    lines, y = [], 40
+    for endpoint in endpoints:
+        lines.append(f'<text x="4" y="{y + bar}" font-size="12">{endpoint}</text>')
+        for i, label in enumerate(labels):
+            row = results[label]["endpoints"].get(endpoint)
+            if row is None:
+                continue
+            length = max(1.0, width * row["rps"] / top)
+            lines.append(
+                f'<rect x="{left}" y="{y}" width="{length:.0f}" height="{bar - 2}" fill="{colours[i % 4]}"/>'
+                f'<text x="{left + length + 4:.0f}" y="{y + bar - 4}" font-size="11">{label}: {row["rps"]:.0f} req/s,'
+                f" p99 {row['p99_ms']:.1f} ms, {row['ratio_to_floor']:.2f}x floor</text>"
+            )
+            y += bar
+        y += gap
+    title = "course service vs the bare FastAPI floor (wrk -t1, 1 uvicorn worker)"
+    body = "".join(lines)
+    path.write_text(
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="1000" height="{y + 10}" font-family="sans-serif">'
+        f'<text x="4" y="20" font-size="14">{title}</text>{body}</svg>'
+    )
+    return path
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=3000)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--label", default="after", help="Name of this run in api.json (e.g. before, after)")
+    parser.add_argument("--seconds", type=int, default=8, help="Duration of each wrk run")
+    parser.add_argument("--rounds", type=int, default=2, help="Alternating rounds over the endpoints")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--chunks", type=int, default=300, help="Chunks in the searched course")
+    parser.add_argument(
+        "--uvicorn-args",
+        default="--workers 1 --no-access-log --log-level warning --loop uvloop --http httptools",
+        help="Options every uvicorn process gets (the floor's and the API's)",
+    )
     args = parser.parse_args()
+    uvicorn_args = args.uvicorn_args.split()
+
+    model, flags = cpu_model_and_flags()
+    interesting = sorted(f for f in flags if f.startswith(("avx", "amx", "sse4", "aes")) or f in ("fma", "f16c"))
+    print(f"CPU: {model}, {os.cpu_count()} CPUs; flags: {' '.join(interesting)}")
 
     run = uuid.uuid4().hex[:8]
+    lance_dir = Path(tempfile.mkdtemp(prefix="bench-api-lance-"))
     settings = Settings(
         postgres={"shards": 2, "shard_db_prefix": f"lakehouse_bench_{run}_"},
         redis={"key_prefix": f"bench:{run}:"},
+        lancedb={"uri": str(lance_dir)},
     )
     env = {
         "LAKEHOUSE_POSTGRES__SHARDS": "2",
         "LAKEHOUSE_POSTGRES__SHARD_DB_PREFIX": settings.postgres.shard_db_prefix,
         "LAKEHOUSE_REDIS__KEY_PREFIX": settings.redis.key_prefix,
+        "LAKEHOUSE_LANCEDB__URI": str(lance_dir),
         "LAKEHOUSE_API__RATE_LIMIT_PER_MINUTE": "100000000",
         "LAKEHOUSE_API__RATE_LIMIT_IP_PER_MINUTE": "100000000",
         "LAKEHOUSE_API__LOG_LEVEL": "WARNING",
     }
+    script = lance_dir / "bench.lua"
+    script.write_text(WRK_SCRIPT)
     create_databases(settings.postgres)
-    results = {}
+    rounds: dict[str, list[dict[str, Any]]] = {}
+    memory: dict[str, float] = {}
     try:
         migrate(settings.postgres)
-        token = course_id = None
-        for mode, cache_enabled in (("uncached (PostgreSQL)", "false"), ("cached (Redis)", "true")):
-            with Server({**env, "LAKEHOUSE_API__CACHE_ENABLED": cache_enabled}) as server:
-                if token is None:
-                    token, course_id = seed(server.url)
-                seconds, latencies = asyncio.run(
-                    load(
-                        server.url,
-                        f"/v1/courses/{course_id}",
-                        token,
-                        requests=args.requests,
-                        concurrency=args.concurrency,
+        floor = Server("bench.api:floor_app", {}, ready_path="/", uvicorn_args=uvicorn_args)
+        cached = Server(
+            "api.main:app_from_env",
+            {**env, "LAKEHOUSE_API__CACHE_ENABLED": "true"},
+            ready_path="/readyz",
+            uvicorn_args=uvicorn_args,
+        )
+        uncached = Server(
+            "api.main:app_from_env",
+            {**env, "LAKEHOUSE_API__CACHE_ENABLED": "false"},
+            ready_path="/readyz",
+            uvicorn_args=uvicorn_args,
+        )
+        with floor, cached, uncached:
+            time.sleep(2)
+            memory["api_idle_rss_mb"] = cached.rss_mb()
+            token, course_id = seed(cached.url)
+            seed_chunks(settings, course_id, args.chunks)
+            targets = {
+                "floor (bare FastAPI)": (f"{floor.url}/", ""),
+                "/healthz": (f"{cached.url}/healthz", ""),
+                "course read, cached": (f"{cached.url}/v1/courses/{course_id}", token),
+                "course read, uncached": (f"{uncached.url}/v1/courses/{course_id}", token),
+                "search": (f"{cached.url}/v1/courses/{course_id}/search?q=eigenvalue+of+a+linear+map&k=10", token),
+            }
+            for url, auth in targets.values():  # warm-up: connections, caches, first search
+                run_wrk(url, token=auth, seconds=1, connections=args.connections, script=script)
+            for round_number in range(args.rounds):
+                for name, (url, auth) in targets.items():
+                    result = run_wrk(url, token=auth, seconds=args.seconds, connections=args.connections, script=script)
+                    rounds.setdefault(name, []).append(result)
+                    print(
+                        f"  round {round_number + 1} {name:<24}{result['rps']:>9.0f} req/s  "
+                        f"p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms  non-2xx {result['non_2xx']}"
                     )
-                )
-            results[mode] = (
-                len(latencies) / seconds,
-                percentile(latencies, 50) * 1000,
-                percentile(latencies, 99) * 1000,
-            )
+            memory["api_rss_after_load_mb"] = cached.rss_mb()
     finally:
         drop_databases(settings.postgres)
         client = redis_client(settings.redis)
         for key in client.scan_iter(match=f"{settings.redis.key_prefix}*"):
             client.delete(key)
         client.close()
+        shutil.rmtree(lance_dir, ignore_errors=True)
 
+    best = {name: max(results, key=lambda r: r["rps"]) for name, results in rounds.items()}
+    floor_rps = best["floor (bare FastAPI)"]["rps"]
+    for row in best.values():
+        row["ratio_to_floor"] = row["rps"] / floor_rps
     print(
-        f"\nGET /v1/courses/{{id}}: {args.requests} requests per mode, concurrency {args.concurrency}, "
-        f"1 uvicorn worker, {os.cpu_count()} CPUs (load generator on the same machine)\n"
+        f"\n[{args.label}] wrk -t1 -c{args.connections}, {args.seconds:g} s x {args.rounds} rounds (best round), "
+        f"1 uvicorn worker ({' '.join(uvicorn_args)}), {os.cpu_count()} CPUs shared with wrk\n"
     )
-    print(f"{'mode':<24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
-    for mode, (rps, p50, p99) in results.items():
-        print(f"{mode:<24}{rps:>10.0f}{p50:>10.2f}{p99:>10.2f}")
-    (u_rps, u_p50, u_p99), (c_rps, c_p50, c_p99) = results.values()
-    print(f"{'ratio cached/uncached':<24}{c_rps / u_rps:>9.2f}x{c_p50 / u_p50:>9.2f}x{c_p99 / u_p99:>9.2f}x")
+    print(f"{'endpoint':<26}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'x floor':>9}{'non-2xx':>9}")
+    for name, row in best.items():
+        print(
+            f"{name:<26}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
+            f"{row['ratio_to_floor']:>8.2f}x{row['non_2xx']:>9}"
+        )
+    idle, loaded = memory["api_idle_rss_mb"], memory["api_rss_after_load_mb"]
+    print(f"\nAPI resident memory: idle {idle:.0f} MB, after the load {loaded:.0f} MB")
+
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    out = OUT_DIR / "api.json"
+    results = json.loads(out.read_text()) if out.exists() else {}
+    results[args.label] = {
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cpu_model": model,
+        "cpu_flags": flags,
+        "cpu_count": os.cpu_count(),
+        "connections": args.connections,
+        "seconds": args.seconds,
+        "rounds": args.rounds,
+        "uvicorn_args": uvicorn_args,
+        "endpoints": best,
+        "all_rounds": rounds,
+        "memory": memory,
+    }
+    out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {out} and {plot(results, OUT_DIR / 'api.png')}")
 
 
 if __name__ == "__main__":
