@@ -11,6 +11,9 @@ neighbour slows every variant alike; best and median of the rounds are printed. 
 
 ``python bench/embedding.py [--chunks 192] [--rounds 3] [--batch-sizes 1,4,8,16]``
 Writes ``.lakehouse/bench/embedding.json``.
+
+``embedding_floor`` (used by ``bench/ingest.py``) is one precision's time to encode a document's
+chunks in one process with every core's thread.
 """
 
 from __future__ import annotations
@@ -42,6 +45,27 @@ def chunk_texts(count: int, settings: Settings) -> list[str]:
         chunk_overlap=settings.ingest.chunk_overlap,
     )
     return [c.text for c in chunks][:count]
+
+
+def embedding_floor(texts: list[str], settings: Settings, *, precision: str, threads: int | None = None) -> dict:
+    """Seconds for one process to encode ``texts`` at ``precision`` with ``threads`` (all cores by
+    default) intra-op threads, the model loaded and warmed up beforehand."""
+    import os
+
+    from processing.embedding import Embedder
+
+    threads = threads or os.cpu_count() or 1
+    embedder = Embedder(embedding_settings_for(settings, precision=precision, threads=threads))
+    embedder.encode(texts[:8])
+    started = time.perf_counter()
+    embedder.encode(texts)
+    seconds = time.perf_counter() - started
+    return {"precision": embedder.precision, "threads": threads, "chunks": len(texts), "seconds": seconds,
+            "chunks_per_s": len(texts) / seconds}  # fmt: skip
+
+
+def embedding_settings_for(settings: Settings, **changes: object) -> EmbeddingSettings:
+    return EmbeddingSettings(**{**settings.embedding.model_dump(), **changes})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,8 +3,9 @@ import pytest
 from processing import pdf, samples
 
 
-def test_page_count_counts_pages_of_a_text_pdf():
-    assert pdf.page_count(samples.short_pdf("hello", pages=4)) == 4
+@pytest.mark.parametrize("extractor", ["pdfium", "pypdf"])
+def test_page_count_counts_pages_of_a_text_pdf(extractor):
+    assert pdf.page_count(samples.short_pdf("hello", pages=4), extractor=extractor) == 4
 
 
 @pytest.mark.parametrize("extractor", ["pdfium", "pypdf"])
@@ -61,9 +62,10 @@ def test_clean_joins_pdfium_hyphenation_and_line_endings():
         ("empty", pdf.REASON_EMPTY),
     ],
 )
-def test_page_count_rejects_unusable_files_with_a_precise_reason(sample, reason):
+@pytest.mark.parametrize("extractor", ["pdfium", "pypdf"])
+def test_page_count_rejects_unusable_files_with_a_precise_reason(sample, reason, extractor):
     with pytest.raises(pdf.PdfRejected) as caught:
-        pdf.page_count(samples.BROKEN_SAMPLES[sample]())
+        pdf.page_count(samples.BROKEN_SAMPLES[sample](), extractor=extractor)
     assert caught.value.reason.startswith(reason)
 
 
