@@ -322,38 +322,19 @@ def bench_pipeline(document: Document, base: Settings, root: Path, *, placement:
 
 def _plot(result: dict, path: Path) -> None:
     """Stacked seconds per stage of each pipeline run and baseline, beside the floors."""
-    import matplotlib
+    from bench.pngplot import stacked_bars
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    bars: list[tuple[str, dict[str, float]]] = []
+    bars: list[tuple[str, list[tuple[str, float]]]] = []
     for doc in result["documents"]:
-        short = doc["name"][:22]
+        short = doc["name"][:16]
         if doc["baseline"]:
-            bars.append((f"{short}\nbaseline", doc["baseline"]["stages"]))
+            bars.append((f"{short} baseline", list(doc["baseline"]["stages"].items())))
         for run in doc["pipelines"]:
-            bars.append((f"{short}\npipeline/{run['placement']}", run["stages"]))
+            bars.append((f"{short} pipeline/{run['placement']}", list(run["stages"].items())))
         f = doc["floors"]
-        bars.append((f"{short}\nfloors", {"extract": f["extraction"][f["extractor"]]["seconds"],
-                                           "embed": f["embedding"]["seconds"]}))  # fmt: skip
-    stages = [s for s in (*STAGES, "write") if any(v.get(s) for _, v in bars)]
-    fig, ax = plt.subplots(figsize=(10, 0.7 * len(bars) + 1.5))
-    for row, (_, values) in enumerate(bars):
-        left = 0.0
-        for index, stage in enumerate(stages):
-            width = values.get(stage, 0.0)
-            ax.barh(row, width, left=left, color=f"C{index % 10}", label=stage if row == 0 else None)
-            left += width
-        ax.text(left, row, f" {left:.1f} s", va="center", fontsize=8)
-    ax.set_yticks(range(len(bars)), [name for name, _ in bars], fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("seconds (stages of the job's stopwatch; floors: extraction + embedding)")
-    ax.set_title(f"Ingestion, upload -> indexed ({result['cpu']})", fontsize=9)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=f"C{i % 10}") for i in range(len(stages))]
-    ax.legend(handles, stages, fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+        floor = [("extract", f["extraction"][f["extractor"]]["seconds"]), ("embed", f["embedding"]["seconds"])]
+        bars.append((f"{short} floors", floor))
+    stacked_bars(path, f"Ingestion, upload -> indexed, seconds per stage ({result['cpu'][:60]})", bars, unit="s")
 
 
 def _print_table(doc: dict) -> None:
