@@ -165,6 +165,14 @@ class WarehouseSettings(_Section):
         f"chdb://{STATE / 'warehouse'}", description="clickhouse-connect DSN; `chdb:///path` is in-process"
     )
     database: str = Field("lakehouse", description="Warehouse database")
+    busy_wait_s: float = Field(
+        30.0, ge=0, description="How long a chdb session waits for another process's session on the same path"
+    )
+    batch_rows: int = Field(50_000, ge=10_000, description="Rows per INSERT of a load (at least 10k where data is)")
+    consumer_group: str = Field("lakehouse-warehouse", description="Kafka consumer group of the analytics load")
+    postgres_overlap_s: float = Field(
+        300.0, ge=0, description="A PostgreSQL read starts this long before its watermark (late commits; reloads dedupe)"
+    )
 
 
 class LLMSettings(_Section):

@@ -91,3 +91,14 @@ def test_owner_password_only_pdf_is_readable():
     for extractor in ("pdfium", "pypdf"):
         pages = pdf.extract_pages(out.getvalue(), 0, pdf.page_count(out.getvalue()), extractor=extractor)
         assert "open to read" in pages[0].text
+
+
+def test_pdfium_extraction_from_many_threads_at_once_gives_the_same_text():
+    # PDFium is not thread-safe: without the module's lock this crashes or garbles text.
+    from concurrent.futures import ThreadPoolExecutor
+
+    documents = [samples.course_book(4).pdf, samples.short_pdf("another document", pages=4)]
+    expected = [pdf.extract_pages(data, 0, 4) for data in documents]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: pdf.extract_pages(documents[i % 2], 0, 4), range(24)))
+    assert all(result == expected[i % 2] for i, result in enumerate(results))
