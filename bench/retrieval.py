@@ -255,35 +255,22 @@ def print_misses(truths: dict[str, list[Truth]], details: dict[str, dict[str, li
 
 
 def plot(runs: dict[str, dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Every label's figures side by side: a row per half, a panel per metric, a group per mode."""
+    from bench.retrieval_plot import grouped_panels
 
     labels = list(runs)
-    metrics = ("recall@1", "recall@5", "mrr@10", "p95_ms")
-    fig, axes = plt.subplots(len(HALVES), len(metrics), figsize=(4.2 * len(metrics), 3.6 * len(HALVES)), squeeze=False)
-    colours = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1", "#edc948", "#9c755f"]
-    for row, half in enumerate(HALVES):
-        for col, metric in enumerate(metrics):
-            ax = axes[row][col]
-            modes = list(runs[labels[-1]]["results"][half])
-            width = 0.8 / len(labels)
-            for i, label in enumerate(labels):
-                results = runs[label]["results"].get(half, {})
-                values = [results.get(m, {}).get(metric, 0.0) for m in modes]
-                bars = ax.bar([x + i * width for x in range(len(modes))], values, width, label=label,
-                              color=colours[i % len(colours)])  # fmt: skip
-                ax.bar_label(bars, fmt="%.0f" if metric.endswith("_ms") else "%.2f", fontsize=7, padding=1)
-            ax.set_xticks([x + width * (len(labels) - 1) / 2 for x in range(len(modes))], modes)
-            ax.set_title(f"{half}: {metric}" + (" (ms)" if metric.endswith("_ms") else ""), fontsize=10)
-            if not metric.endswith("_ms"):
-                ax.set_ylim(0, 1.1)
-    axes[0][0].legend(fontsize=8, loc="upper right")
-    fig.suptitle("Retrieval on 4 real manuals (bench/retrieval.py): labels side by side", fontsize=12)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    panels = []
+    for half in HALVES:
+        row = []
+        for metric in ("recall@1", "recall@5", "mrr@10", "p95_ms"):
+            groups: dict[str, dict[str, float]] = {}
+            for label, run in runs.items():
+                for mode, figures in run["results"].get(half, {}).items():
+                    groups.setdefault(mode, {})[label] = figures[metric]
+            unit = " (ms)" if metric.endswith("_ms") else ""
+            row.append((f"{half}: {metric.replace('_ms', '')}{unit}", groups, None if unit else 1.0))
+        panels.append(row)
+    grouped_panels(path, "Retrieval on 4 real manuals (bench/retrieval.py), runs side by side", panels, labels)
 
 
 def git_commit() -> str:
