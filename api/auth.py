@@ -10,7 +10,10 @@
 * Ending a session (logout, or an old refresh token presented again) also puts its id on a
   denylist (``revoked:session:{sid}``) for one access-token lifetime, so the session's access
   tokens answer 401 at once. The check is one Redis read per request; while Redis is down it is
-  skipped (fail open: the stateless verification above still holds).
+  skipped (fail open: the stateless verification above still holds). The request edge
+  (``RateLimitMiddleware``) makes that read in the same Redis round trip as the rate limits.
+* A verified access token is remembered (bounded, until its ``exp``): the signature is checked
+  once per token, not once per request.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ ALGORITHM = "HS256"
 _hasher = PasswordHasher()
 # Verified against when the email is unknown, so a login's timing does not reveal accounts.
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
+_VERIFIED_TOKENS_MAX = 50_000
 
 
 def hash_password(password: str) -> str:
@@ -74,6 +78,8 @@ class TokenService:
         self.settings = settings
         self.redis = redis
         self._secret = secret
+        # token -> (caller, exp): tokens are immutable, so one verification holds until exp.
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     # ---- encoding --------------------------------------------------------------------------
     def _encode(self, claims: dict, ttl_s: int) -> str:
@@ -103,11 +109,30 @@ class TokenService:
 
     def principal(self, token: str) -> Principal:
         """Verifies an access token (signature, expiry, issuer, type) and returns its caller."""
+        known = self._verified.get(token)
+        if known is not None and known[1] > time.time():
+            return known[0]
         claims = self._decode(token, "access")
         try:
-            return Principal(uuid.UUID(claims["sub"]), claims["role"], str(claims.get("sid", "")))
+            principal = Principal(uuid.UUID(claims["sub"]), claims["role"], str(claims.get("sid", "")))
         except (ValueError, KeyError) as exc:
             raise Unauthorized("The access token is invalid.") from exc
+        if len(self._verified) >= _VERIFIED_TOKENS_MAX:
+            self._verified.clear()  # crude but bounded; refilled by the next requests
+        self._verified[token] = (principal, float(claims["exp"]))
+        return principal
+
+    async def arequire_live_session(self, principal: Principal) -> None:
+        """``require_live_session`` on the event loop."""
+        if not principal.session_id:
+            return
+        key = self.redis.key(revoked_session_key(principal.session_id))
+        try:
+            revoked = await self.redis.acall("session_revoked", lambda c: c.exists(key))
+        except RedisDown:
+            return
+        if revoked:
+            raise Unauthorized("The session of this access token has ended; log in again.")
 
     def require_live_session(self, principal: Principal) -> None:
         """Refuses an access token whose session has ended (logout, refresh-token reuse)."""

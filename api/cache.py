@@ -8,17 +8,26 @@ rate limits fail open, sessions (login/refresh) answer 503.
 ``CacheAside.get_or_load`` reads through Redis with a TTL, protects a miss with a single-flight
 lock (one loader per key; the others wait briefly for its value) and never lets Redis trouble
 break the read. Every write path calls ``invalidate`` after its PostgreSQL commit.
+
+The hot read paths use the asyncio twins (``RedisGateway.acall``, ``CacheAside.aget_many``):
+they run on the event loop (no thread-pool hop per Redis call), share the breaker with the
+sync client and read several keys in one round trip (MGET; one GET per key on a cluster).
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
+
+import orjson
+from starlette.concurrency import run_in_threadpool
 
 from api.metrics import Metrics
 from core.settings import RedisSettings
@@ -54,6 +63,7 @@ class RedisGateway:
         self._down_until = 0.0
         self._lock = threading.Lock()
         self._release = self.client.register_script(_RELEASE_LOCK)
+        self.aclient = _async_client(settings)
 
     def key(self, name: str) -> str:
         return f"{self.settings.key_prefix}{name}"
@@ -86,6 +96,51 @@ class RedisGateway:
                     self.metrics.redis_up.set(1)
         return result
 
+    async def acall(self, operation: str, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """``call`` on the event loop: awaits ``fn(async_client)`` under the same breaker."""
+        from redis import exceptions as rx
+
+        if self.degraded:
+            raise RedisDown("breaker open")
+        try:
+            result = await fn(self.aclient)
+        except (rx.ConnectionError, rx.TimeoutError, rx.ClusterDownError, rx.ClusterError, OSError) as exc:
+            self._trip(operation, exc)
+            raise RedisDown(str(exc)) from exc
+        except rx.RedisError as exc:
+            if "cluster" in type(exc).__name__.lower() or "CLUSTERDOWN" in str(exc):
+                self._trip(operation, exc)
+                raise RedisDown(str(exc)) from exc
+            raise
+        if self._down_until:
+            with self._lock:
+                if self._down_until:
+                    log.warning("redis is answering again; leaving degraded mode")
+                    self._down_until = 0.0
+                    self.metrics.redis_up.set(1)
+        return result
+
+    async def aget_many(self, keys: list[str]) -> list[str | None]:
+        """Values of ``keys`` in one round trip (MGET), or one GET each on a cluster (keys of
+        different slots); raises RedisDown."""
+        if self.settings.cluster:
+            return await self.acall("cache_get", lambda c: asyncio.gather(*(c.get(key) for key in keys)))
+        return await self.acall("cache_get", lambda c: c.mget(keys))
+
+    async def aeval(self, operation: str, script: str, keys: list[str], args: list[Any]) -> Any:
+        """Runs a Lua script by its SHA (loading it on first use); raises RedisDown."""
+        from redis import exceptions as rx
+
+        sha = _sha(script)
+
+        async def run(client: Any) -> Any:
+            try:
+                return await client.evalsha(sha, len(keys), *keys, *args)
+            except rx.NoScriptError:
+                return await client.eval(script, len(keys), *keys, *args)
+
+        return await self.acall(operation, run)
+
     def _trip(self, operation: str, exc: Exception) -> None:
         self.metrics.redis_errors.labels(operation).inc()
         with self._lock:
@@ -109,6 +164,35 @@ class RedisGateway:
             self.client.close()
         except Exception:
             log.debug("closing redis client failed", exc_info=True)
+
+    async def aclose(self) -> None:
+        try:
+            await self.aclient.aclose()
+        except Exception:
+            log.debug("closing the asyncio redis client failed", exc_info=True)
+
+
+def _sha(script: str) -> str:
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+
+
+def _async_client(settings: RedisSettings) -> Any:
+    """The asyncio client of the hot paths: same server(s), same fail-fast policy (no retries)."""
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    options: dict[str, Any] = {
+        "socket_timeout": settings.socket_timeout_s,
+        "socket_connect_timeout": settings.socket_timeout_s,
+        "decode_responses": True,
+    }
+    if settings.cluster:
+        client: Any = aioredis.RedisCluster.from_url(settings.dsn, **options)
+    else:
+        client = aioredis.Redis.from_url(settings.dsn, **options)
+    client.set_retry(Retry(NoBackoff(), 0))
+    return client
 
 
 class CacheAside:
@@ -181,6 +265,73 @@ class CacheAside:
         finally:
             try:
                 self.redis.release_lock(lock_key, token)
+            except RedisDown:
+                pass
+
+    async def aget_many(self, reads: list[tuple[str, str, Callable[[], Any] | None]]) -> list[Any]:
+        """``get_or_load`` of several entries on the event loop: one Redis round trip when every
+        entry is cached. ``reads`` holds (cache, name, loader); a loader (sync, run in the thread
+        pool on a miss) may be None: a miss then answers None without loading."""
+        if not self.enabled:
+            for cache, _name, _loader in reads:
+                self.metrics.cache_requests.labels(cache, "bypass").inc()
+            return [await run_in_threadpool(loader) if loader else None for _c, _n, loader in reads]
+        keys = [self.redis.key(name) for _cache, name, _loader in reads]
+        try:
+            raws = await self.redis.aget_many(keys)
+        except RedisDown:
+            for cache, _name, _loader in reads:
+                self.metrics.cache_requests.labels(cache, "error").inc()
+            return [await run_in_threadpool(loader) if loader else None for _c, _n, loader in reads]
+        values = []
+        for (cache, _name, loader), key, raw in zip(reads, keys, raws, strict=True):
+            if raw is not None:
+                self.metrics.cache_requests.labels(cache, "hit").inc()
+                values.append(orjson.loads(raw))
+            elif loader is None:
+                values.append(None)
+            else:
+                self.metrics.cache_requests.labels(cache, "miss").inc()
+                values.append(await self._aload_single_flight(key, loader, self.ttl_s))
+        return values
+
+    async def _aload_single_flight(self, key: str, loader: Callable[[], T], ttl_s: int) -> T:
+        """``_load_single_flight`` on the event loop (waiting never blocks the loop)."""
+        lock_key = f"{key}:lock"
+        token = uuid.uuid4().hex
+        try:
+            owner = await self.redis.acall("cache_lock", lambda c: c.set(lock_key, token, nx=True, px=self.lock_ttl_ms))
+        except RedisDown:
+            return await run_in_threadpool(loader)
+        if not owner:
+            deadline = time.monotonic() + min(self.lock_ttl_ms / 1000, 1.0)
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+                try:
+                    raw = await self.redis.acall("cache_get", lambda c: c.get(key))
+                except RedisDown:
+                    break
+                if raw is not None:
+                    return orjson.loads(raw)
+            return await run_in_threadpool(loader)
+        try:
+            try:
+                raw = await self.redis.acall("cache_get", lambda c: c.get(key))
+            except RedisDown:
+                raw = None
+            if raw is not None:
+                return orjson.loads(raw)
+            value = await run_in_threadpool(loader)
+            if value is not None:
+                payload = json.dumps(value, default=str)
+                try:
+                    await self.redis.acall("cache_set", lambda c: c.set(key, payload, ex=ttl_s))
+                except RedisDown:
+                    pass
+            return value
+        finally:
+            try:
+                await self.redis.aeval("unlock", _RELEASE_LOCK, [lock_key], [token])
             except RedisDown:
                 pass
 

@@ -6,14 +6,14 @@ from typing import Annotated
 
 from fastapi import Depends, Request, WebSocket
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal
 from api.container import Services
 from api.errors import ServiceUnavailable, Unauthorized
+from api.middleware import SESSION_CHECK
 
-# Dependencies are async: they never block, so they run on the event loop instead of costing
-# a thread-pool hop each (the endpoints that touch PostgreSQL/Redis stay sync, in the pool).
+# Dependencies are async: they never block (Redis through its asyncio client), so they run on
+# the event loop instead of costing a thread-pool hop each.
 # auto_error=False: a missing token becomes our own 401 problem, not FastAPI's plain 403.
 bearer_scheme = HTTPBearer(auto_error=False, description="Access token from POST /v1/auth/login")
 
@@ -37,14 +37,21 @@ WebSocketServicesDep = Annotated[Services | None, Depends(get_websocket_services
 
 
 async def current_principal(
+    request: Request,
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("Send an access token: Authorization: Bearer <token>.")
     principal = services.tokens.principal(credentials.credentials)
-    # The revocation check is a Redis read: in the thread pool, never blocking the event loop.
-    await run_in_threadpool(services.tokens.require_live_session, principal)
+    # The edge read the session denylist in its Redis round trip already (rate limits on);
+    # otherwise one asyncio Redis read here.
+    checked = request.scope.get("state", {}).get(SESSION_CHECK)
+    if checked is not None and checked[0] == credentials.credentials:
+        if checked[1] and principal.session_id:
+            raise Unauthorized("The session of this access token has ended; log in again.")
+        return principal
+    await services.tokens.arequire_live_session(principal)
     return principal
 
 

@@ -52,6 +52,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             app.state.services = None
+            await services.redis.aclose()
             await run_in_threadpool(services.close)
 
     app = FastAPI(

@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 import time
 
-import anyio.to_thread
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.context import bind_request_id, new_request_id, reset_request_id
-from api.errors import PayloadTooLarge, problem_response
+from api.errors import PayloadTooLarge, Unauthorized, problem_response
 from api.metrics import Metrics
 from core.settings import APISettings
 
@@ -18,6 +17,8 @@ access_log = logging.getLogger("api.access")
 log = logging.getLogger("api.edge")
 
 UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# Request-state key: (access token, revoked?) as read by the edge's Redis round trip.
+SESSION_CHECK = "session_check"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -120,7 +121,11 @@ class BodyLimitMiddleware:
 
 
 class RateLimitMiddleware:
-    """Token buckets per client IP and per authenticated user; 429 with Retry-After when empty."""
+    """Token buckets per client IP and per authenticated user; 429 with Retry-After when empty.
+
+    The same Redis round trip checks the session denylist of the request's access token; the
+    answer rides in the request state (``SESSION_CHECK``) for ``api.deps.current_principal``.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -134,8 +139,19 @@ class RateLimitMiddleware:
         ip = client[0] if client else "unknown"
         auth = _header(scope, b"authorization") or ""
         token = auth[7:].strip() if auth[:7].lower() == "bearer " else None
-        user_id = services.tokens.peek_user_id(token) if token else None
-        decision = await anyio.to_thread.run_sync(lambda: services.limiter.check(ip=ip, user_id=user_id))
+        principal = None
+        if token:
+            try:
+                principal = services.tokens.principal(token)
+            except Unauthorized:
+                principal = None
+        decision, revoked = await services.limiter.acheck_edge(
+            ip=ip,
+            user_id=str(principal.user_id) if principal else None,
+            session_id=principal.session_id if principal else None,
+        )
+        if principal is not None and revoked is not None:
+            scope.setdefault("state", {})[SESSION_CHECK] = (token, revoked)
         if decision is not None and not decision.allowed:
             response = problem_response(
                 429,
@@ -153,12 +169,14 @@ class RateLimitMiddleware:
         if decision is None:
             await self.app(scope, receive, send)
             return
+        quota = [
+            (b"x-ratelimit-limit", str(decision.limit).encode()),
+            (b"x-ratelimit-remaining", str(decision.remaining).encode()),
+        ]
 
         async def send_with_quota(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers.append("X-RateLimit-Limit", str(decision.limit))
-                headers.append("X-RateLimit-Remaining", str(decision.remaining))
+                message["headers"] = [*message.get("headers", ()), *quota]
             await send(message)
 
         await self.app(scope, receive, send_with_quota)
