@@ -126,6 +126,11 @@ class Job(_Response):
     course_id: str | None
     document_id: str | None
     status: Literal["queued", "running", "succeeded", "failed"]
+    stage: Literal["queued", "extracting", "searchable_text", "embedding", "indexed", "failed"] = Field(
+        "queued",
+        description="Ingestion stage: searchable_text means full-text search finds the document while its "
+        "embeddings are computed; indexed means vector and hybrid search too",
+    )
     pages_done: int
     pages_total: int | None
     eta_s: float | None = Field(None, description="Estimated seconds left, from the worker's rate so far")

@@ -16,6 +16,9 @@ from pydantic import BaseModel
 from core.keys import job_key, notifications_channel, open_jobs_key
 
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
+# Where an ingestion job is: text is extracted, then searchable by full text (before any
+# embedding), then embedded, then indexed (vector and hybrid search too).
+JobStage = Literal["queued", "extracting", "searchable_text", "embedding", "indexed", "failed"]
 JOB_TTL_S = 7 * 24 * 3600
 
 
@@ -26,6 +29,7 @@ class JobState(BaseModel):
     course_id: str | None = None
     document_id: str | None = None
     status: JobStatus = "queued"
+    stage: JobStage = "queued"
     pages_done: int = 0
     pages_total: int | None = None
     eta_s: float | None = None

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from core.settings import LanceDBSettings
-from lake.vectors import VECTOR_COLUMN, open_chunks, quote
+from lake.vectors import EMBEDDED_COLUMN, VECTOR_COLUMN, open_chunks, quote
 
 if TYPE_CHECKING:
     import lancedb
@@ -101,7 +101,8 @@ def _vector_side(
     search: Any = table.search(vector, vector_column_name=VECTOR_COLUMN)  # a vector query builder
     vector_query = (
         search.distance_type("cosine")
-        .where(where, prefilter=True)
+        # Chunks written text-first carry a placeholder vector until their embedding lands.
+        .where(f"{where} AND {EMBEDDED_COLUMN}", prefilter=True)
         .select([*RESULT_COLUMNS, "_distance"])
         .limit(candidates)
     )

@@ -39,6 +39,9 @@ class AirflowAssetSink:
     def started(self, doc: DocumentUploaded, *, pages_total: int) -> None:
         """Only outcomes matter here."""
 
+    def searchable(self, doc: DocumentUploaded, *, chunks: int) -> None:
+        pass  # the live stage is Redis's; the document row moves at indexed / failed
+
     def progress(self, doc: DocumentUploaded, *, pages_done: int, pages_total: int, eta_s: float | None) -> None:
         """Only outcomes matter here."""
 

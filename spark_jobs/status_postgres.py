@@ -66,6 +66,9 @@ class PostgresStatusSink:
     def started(self, doc: DocumentUploaded, *, pages_total: int) -> None:
         self._move(doc, "processing", pages=pages_total)
 
+    def searchable(self, doc: DocumentUploaded, *, chunks: int) -> None:
+        pass  # the live stage is Redis's; the document row moves at indexed / failed
+
     def progress(self, doc: DocumentUploaded, *, pages_done: int, pages_total: int, eta_s: float | None) -> None:
         """Live progress lives in Redis only; PostgreSQL keeps the start and the outcome."""
 

@@ -6,13 +6,20 @@ Steps, in order (each takes and returns values, see ``documents``):
 2. events are parsed; invalid ones are dead-lettered with their raw text, never a crash;
 3. documents whose ``silver/documents`` row is already final are re-reported and skipped;
 4. each raw upload is read (transient store errors retried), hash-checked and its pages counted;
-5. one Spark job extracts text over page ranges; chunks are cut on the driver;
-6. one Spark job (or the driver) embeds the chunks, reporting pages done and an ETA;
-7. silver pages / chunks and LanceDB are written side by side, ``silver/documents`` last;
-8. every outcome goes to the ``DocumentStatusSink``; it is flushed before the batch commits.
+5. one Spark job extracts text over page ranges; chunks are cut on the driver; documents that
+   fail here are recorded and reported at once;
+6. text first: every chunk goes to LanceDB with a placeholder vector and is folded into the
+   full-text index, so each document is searchable by keyword seconds after its upload;
+7. commit units, smallest documents first (``plan_commit_units``): each unit is embedded (Spark
+   tasks or the driver, with progress and an ETA), then its silver pages / chunks and LanceDB
+   rows are written side by side, its ``silver/documents`` rows last, and its outcomes reported
+   and flushed — so a small document is indexed without waiting for a big one in the batch;
+8. the sink is flushed before the batch commits.
 
 A document's own problem fails that document only; an infrastructure error (a Delta or
-LanceDB write) fails the micro-batch, and the restarted stream replays it.
+LanceDB write) fails the micro-batch, and the restarted stream replays it: units already
+committed have final ``silver/documents`` rows and are skipped (step 3), the others are redone
+on the same keys.
 """
 
 from __future__ import annotations
@@ -27,7 +34,13 @@ from typing import TYPE_CHECKING, Any
 
 from lake import tables
 from spark_jobs.ingest import embed, extract, writes
-from spark_jobs.ingest.documents import DocumentOutcome, EmbeddedDocument, FailedDocument, OpenedDocument
+from spark_jobs.ingest.documents import (
+    DocumentOutcome,
+    EmbeddedDocument,
+    FailedDocument,
+    OpenedDocument,
+    ParsedDocument,
+)
 from spark_jobs.ingest.events import SourceEvent, Upload, sort_events
 from spark_jobs.ingest.progress import ProgressUpdate
 from spark_jobs.ingest.raw import RawUploadReader, RetryPolicy, open_document
@@ -72,6 +85,26 @@ class BatchStats:
                 write()
 
         return run
+
+
+def plan_commit_units(chunk_counts: Sequence[int], budget: int) -> list[list[int]]:
+    """Document indexes grouped into commit units, smallest first. A unit holds at most
+    ``budget`` chunks unless one document alone has more (it then has a unit to itself), so
+    small documents share one commit and a big one is committed after them. Ties keep the
+    arrival order."""
+    order = sorted(range(len(chunk_counts)), key=lambda i: (chunk_counts[i], i))
+    units: list[list[int]] = []
+    current: list[int] = []
+    held = 0
+    for index in order:
+        if current and held + chunk_counts[index] > budget:
+            units.append(current)
+            current, held = [], 0
+        current.append(index)
+        held += chunk_counts[index]
+    if current:
+        units.append(current)
+    return units
 
 
 def is_final(row: dict[str, Any], upload: Upload) -> bool:
@@ -154,17 +187,35 @@ class DocumentIngestor:
             extracted = extract.extract(self.spark, readable, pages_per_task=self.settings.ingest.pages_per_task)
         with stats.lap("chunk"):
             parsed = [d if isinstance(d, FailedDocument) else extract.chunk(d, self.settings.ingest) for d in extracted]
-        chunked = [d for d in parsed if not isinstance(d, FailedDocument)]
+        chunked = [d for d in parsed if isinstance(d, ParsedDocument)]
+        failed: list[DocumentOutcome] = [d for d in (*opened, *parsed) if isinstance(d, FailedDocument)]
+        if failed:
+            with stats.lap("write_documents"):
+                writes.write_documents(self.spark, self.settings, failed)
+            with stats.lap("report"):
+                self._report(failed, stats)
+        if not chunked:
+            return
+        with stats.lap("write_text_first"):
+            self.lance.write_text_first(chunked)
+        for ready in chunked:
+            self.sink.searchable(ready.upload.event, chunks=len(ready.chunks))
+        units = plan_commit_units([len(d.chunks) for d in chunked], self.settings.ingest.commit_chunks)
+        for unit in units:
+            self._commit_unit([chunked[i] for i in unit], stats)
+
+    def _commit_unit(self, documents: Sequence[ParsedDocument], stats: BatchStats) -> None:
+        """Embeds, writes and reports one commit unit: its documents are final when it returns."""
         with stats.lap("embed"):
-            embedded = embed.embed(self.spark, self.settings, chunked, report=self._progress_reporter(chunked))
+            embedded = embed.embed(self.spark, self.settings, documents, report=self._progress_reporter(documents))
         with stats.lap("write_silver_lancedb"):
             self._write_content(embedded, stats)
-        failed = [d for d in (*opened, *parsed) if isinstance(d, FailedDocument)]
-        outcomes: list[DocumentOutcome] = [*embedded, *failed]
+        outcomes: list[DocumentOutcome] = list(embedded)
         with stats.lap("write_documents"):
             writes.write_documents(self.spark, self.settings, outcomes)
         with stats.lap("report"):
             self._report(outcomes, stats)
+            self.sink.flush()
 
     def _skip_finished(self, uploads: Sequence[Upload], stats: BatchStats) -> list[Upload]:
         """Documents whose silver row is final were fully written before: re-report, skip."""

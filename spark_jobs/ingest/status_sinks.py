@@ -24,6 +24,9 @@ class DocumentStatusSink(Protocol):
 
     def started(self, doc: DocumentUploaded, *, pages_total: int) -> None: ...
 
+    def searchable(self, doc: DocumentUploaded, *, chunks: int) -> None:
+        """The document's chunks are searchable by full text; embedding comes next."""
+
     def progress(self, doc: DocumentUploaded, *, pages_done: int, pages_total: int, eta_s: float | None) -> None: ...
 
     def indexed(self, doc: DocumentUploaded, *, pages: int, chunks: int, seconds: float) -> None: ...
@@ -82,13 +85,22 @@ class RedisKafkaStatusSink:
             reporter.save(state.model_copy(update=changes))
 
     def started(self, doc: DocumentUploaded, *, pages_total: int) -> None:
-        self._update(doc, status="running", pages_done=0, pages_total=pages_total, eta_s=None, error=None)
+        self._update(
+            doc, status="running", stage="extracting", pages_done=0, pages_total=pages_total, eta_s=None, error=None
+        )
+
+    def searchable(self, doc: DocumentUploaded, *, chunks: int) -> None:
+        self._update(doc, status="running", stage="searchable_text")
 
     def progress(self, doc: DocumentUploaded, *, pages_done: int, pages_total: int, eta_s: float | None) -> None:
-        self._update(doc, status="running", pages_done=pages_done, pages_total=pages_total, eta_s=eta_s)
+        self._update(
+            doc, status="running", stage="embedding", pages_done=pages_done, pages_total=pages_total, eta_s=eta_s
+        )
 
     def indexed(self, doc: DocumentUploaded, *, pages: int, chunks: int, seconds: float) -> None:
-        self._update(doc, status="succeeded", pages_done=pages, pages_total=pages, eta_s=0.0, error=None)
+        self._update(
+            doc, status="succeeded", stage="indexed", pages_done=pages, pages_total=pages, eta_s=0.0, error=None
+        )
         event = DocumentIndexed(
             event_id=outcome_event_id("indexed", doc),
             occurred_at=datetime.now(UTC),
@@ -105,7 +117,7 @@ class RedisKafkaStatusSink:
 
     def failed(self, doc: DocumentUploaded | None, *, reason: str, raw: str | None = None) -> None:
         if doc is not None:
-            self._update(doc, status="failed", eta_s=None, error=reason)
+            self._update(doc, status="failed", stage="failed", eta_s=None, error=reason)
         event = DocumentFailed(
             event_id=outcome_event_id("failed", doc, raw),
             occurred_at=datetime.now(UTC),
@@ -138,6 +150,10 @@ class FanOutSink:
     def started(self, doc: DocumentUploaded, *, pages_total: int) -> None:
         for sink in self.sinks:
             sink.started(doc, pages_total=pages_total)
+
+    def searchable(self, doc: DocumentUploaded, *, chunks: int) -> None:
+        for sink in self.sinks:
+            sink.searchable(doc, chunks=chunks)
 
     def progress(self, doc: DocumentUploaded, *, pages_done: int, pages_total: int, eta_s: float | None) -> None:
         for sink in self.sinks:

@@ -13,7 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lake import tables
-from spark_jobs.ingest.documents import DocumentOutcome, EmbeddedDocument, FailedDocument
+from spark_jobs.ingest.documents import DocumentOutcome, EmbeddedDocument, FailedDocument, ParsedDocument
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -52,6 +52,17 @@ def chunk_rows(documents: Sequence[EmbeddedDocument]) -> pa.Table:
     )
 
 
+def text_first_rows(documents: Sequence[ParsedDocument]) -> pa.Table:
+    """``silver/chunks``-shaped rows of chunks not embedded yet (a placeholder vector), for the
+    text-first LanceDB write only: silver itself is written once, with the embeddings."""
+    from lake.vectors import placeholder_vector
+
+    placeholder = placeholder_vector()
+    return tables.arrow_rows(
+        tables.SILVER_CHUNKS, (tables.chunk_row(d.upload.event, c, placeholder) for d in documents for c in d.chunks)
+    )
+
+
 def insert_silver(
     spark: SparkSession, settings: Settings, *, name: str, rows: pa.Table, key: str, document_ids: list[str]
 ) -> None:
@@ -75,9 +86,28 @@ class LanceChunks:
             self._table = open_chunks(connect(self.settings.lancedb), self.settings.lancedb)
         return self._table
 
+    def write_text_first(self, documents: Sequence[ParsedDocument]) -> None:
+        """The chunks' text before their embeddings (``embedded`` false), folded into the
+        full-text index at once: the documents are searchable by keyword within seconds. The
+        embedded write later overwrites the same rows (same chunk ids)."""
+        from lake.vectors import from_silver_chunks, refresh_indexes, upsert_chunks
+
+        if not documents:
+            return
+        table = self.table()
+        upsert_chunks(table, from_silver_chunks(text_first_rows(documents), embedded=False))
+        refresh_indexes(table, self.settings.lancedb)
+
     def write(self, documents: Sequence[EmbeddedDocument], chunks: pa.Table) -> None:
-        """Upserts the chunks on chunk id, then drops the chunks of versions these replace."""
-        from lake.vectors import delete_other_versions, ensure_vector_index, from_silver_chunks, upsert_chunks
+        """Upserts the chunks on chunk id, drops the chunks of versions these replace, and keeps
+        both indexes covering every row."""
+        from lake.vectors import (
+            delete_other_versions,
+            ensure_vector_index,
+            from_silver_chunks,
+            refresh_indexes,
+            upsert_chunks,
+        )
 
         if not documents:
             return
@@ -88,6 +118,7 @@ class LanceChunks:
             if event.replaces_version is not None:
                 delete_other_versions(table, event.document_id, event.version)
         ensure_vector_index(table, self.settings.lancedb)
+        refresh_indexes(table, self.settings.lancedb)
 
 
 def document_rows(outcomes: Sequence[DocumentOutcome]) -> pa.Table:

@@ -146,6 +146,9 @@ class RecordingSink:
     def started(self, doc, *, pages_total):
         self.calls.append(("started", doc.document_id, {"pages_total": pages_total}))
 
+    def searchable(self, doc, *, chunks):
+        self.calls.append(("searchable", doc.document_id, {"chunks": chunks}))
+
     def progress(self, doc, *, pages_done, pages_total, eta_s):
         self.calls.append(("progress", doc.document_id, {"pages_done": pages_done, "pages_total": pages_total}))
 
