@@ -155,6 +155,9 @@ class LanceDBSettings(_Section):
     refine_factor: int = Field(10, ge=1, description="Re-rank refine_factor * k candidates on full vectors")
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant")
     candidates: int = Field(50, ge=1, description="Candidates taken from each of vector and full-text search")
+    read_consistency_s: float = Field(
+        1.0, ge=0, description="A reader's open table checks for new versions this often (0: on every read)"
+    )
     keep_versions_hours: float = Field(
         1.0, ge=0, description="Maintenance prunes LanceDB table versions older than this"
     )
@@ -235,6 +238,12 @@ class IngestSettings(_Section):
     )
     trigger_seconds: float = Field(2.0, gt=0, description="Processing-time trigger of the stream")
     max_offsets_per_trigger: int = Field(50, ge=1, description="Upload events taken per micro-batch")
+    commit_chunks: int = Field(
+        1500,
+        ge=1,
+        description="Chunks embedded before a commit: documents are embedded smallest first and committed "
+        "in units of about this many chunks, so a small document never waits for a big one",
+    )
     change_data_feed: bool = Field(True, description="Enable Delta Change Data Feed on the silver tables")
     read_attempts: int = Field(
         3, ge=1, description="Reads of a raw upload before an unreachable object store fails the document"
