@@ -15,6 +15,14 @@ TOPIC_DOCUMENTS_UPLOADED = "documents.uploaded"
 TOPIC_DOCUMENTS_INDEXED = "documents.indexed"
 TOPIC_DOCUMENTS_FAILED = "documents.failed"
 TOPIC_ANALYTICS_EVENTS = "analytics.events"
+TOPIC_ANALYTICS_DLQ = "analytics.events.dlq"
+
+# Names of the analytics events (AnalyticsEvent.name) and the properties the warehouse needs of each.
+EVENT_SEARCH = "search.performed"  # result_count, top_score (None without results), mode, query
+EVENT_NOTES_VIEWED = "notes.viewed"  # document_id, version
+EVENT_QUIZ_STARTED = "quiz.started"  # quiz_id
+EVENT_QUIZ_ATTEMPTED = "quiz.attempted"  # attempt_id, quiz_id, score, max_score, answered
+EVENT_REQUEST_SAMPLED = "request.sampled"  # route, status, latency_ms
 
 
 class _Event(BaseModel):
