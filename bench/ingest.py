@@ -70,7 +70,7 @@ class Document:
 def book_document(pages: int) -> Document:
     book = samples.course_book(pages)
     page, phrase = max(book.phrases.items())
-    return Document(f"generated book ({pages} p.)", book.pdf, book.pages, page, phrase, 1)
+    return Document(f"book ({pages} p.)", book.pdf, book.pages, page, phrase, 1)
 
 
 def real_document(name_or_path: str, settings: Settings) -> Document:
@@ -419,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         for d, result in zip(documents, results, strict=True):
             result["baseline"] = None
-            if args.baseline == "all" or (args.baseline == "book" and d.name.startswith("generated")):
+            if args.baseline == "all" or (args.baseline == "book" and d.name.startswith("book (")):
                 print(f"baseline of {d.name} (single process, pypdf, fp32) ...", flush=True)
                 result["baseline"] = bench_baseline(d, settings, root)
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-COLOURS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f")
+COLOURS = (
+    *("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f"),
+    *("#bab0ac", "#1f3a5f", "#8cd17d"),
+)
 
 
 def stacked_bars(
