@@ -144,6 +144,20 @@ def ensure_fts_index(table: lancedb.table.Table) -> None:
         table.create_fts_index(TEXT_COLUMN, replace=True, with_position=False)
 
 
+COURSE_COLUMN = "course_id"
+
+
+def ensure_course_index(table: lancedb.table.Table) -> bool:
+    """A B-tree index on ``course_id``, which every search filters by (before the vector and
+    text searches: prefilter); True if built now. Kept current by ``refresh_indexes``."""
+    from lancedb.index import BTree
+
+    if COURSE_COLUMN in _index_columns(table) or table.count_rows() == 0:
+        return False
+    table.create_index(COURSE_COLUMN, config=BTree(), replace=False)
+    return True
+
+
 def ensure_vector_index(table: lancedb.table.Table, settings: LanceDBSettings) -> bool:
     """Builds the IVF_PQ index once the table has ``vector_index_min_rows`` rows; True if built now."""
     if VECTOR_COLUMN in _index_columns(table):
@@ -170,6 +184,7 @@ def maintain(table: lancedb.table.Table, settings: LanceDBSettings) -> dict[str,
     fragments_before = fragment_count(table)
     built = ensure_vector_index(table, settings)
     ensure_fts_index(table)
+    ensure_course_index(table)
     table.optimize(cleanup_older_than=timedelta(hours=settings.keep_versions_hours))
     return {
         "rows": table.count_rows(),

@@ -178,13 +178,16 @@ class DocumentIngestor:
         with stats.lap("lookup"):
             uploads = self._skip_finished(events.uploads, stats)
         with stats.lap("read"):
-            opened = [open_document(upload, self.reader) for upload in uploads]
+            extractor = self.settings.ingest.extractor
+            opened = [open_document(upload, self.reader, extractor=extractor) for upload in uploads]
             for document in opened:
                 if isinstance(document, OpenedDocument):
                     self.sink.started(document.upload.event, pages_total=document.pages_total)
         readable = [d for d in opened if isinstance(d, OpenedDocument)]
         with stats.lap("extract"):
-            extracted = extract.extract(self.spark, readable, pages_per_task=self.settings.ingest.pages_per_task)
+            extracted = extract.extract(
+                self.spark, readable, pages_per_task=self.settings.ingest.pages_per_task, extractor=extractor
+            )
         with stats.lap("chunk"):
             parsed = [d if isinstance(d, FailedDocument) else extract.chunk(d, self.settings.ingest) for d in extracted]
         chunked = [d for d in parsed if isinstance(d, ParsedDocument)]

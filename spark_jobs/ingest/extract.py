@@ -1,4 +1,4 @@
-"""Text extraction: one Spark job over (document, page range) rows, pypdf in parallel tasks,
+"""Text extraction: one Spark job over (document, page range) rows, PDFium (or pypdf) in parallel tasks,
 then chunking on the driver."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.documents import REASON_NO_TEXT
 from processing.chunking import chunk_pages
-from processing.pdf import Page, PdfRejected, extract_pages, require_text
+from processing.pdf import DEFAULT_EXTRACTOR, Extractor, Page, PdfRejected, extract_pages, require_text
 from spark_jobs.ingest.documents import FailedDocument, OpenedDocument, ParsedDocument
 from spark_jobs.ingest.pages import extraction_ranges
 
@@ -20,13 +20,15 @@ if TYPE_CHECKING:
 ExtractedRange = tuple[int, list[tuple[int, str]], str | None]
 
 
-def extract_partition(blobs: Any) -> Callable[[Iterable[tuple[int, int, int]]], Iterator[ExtractedRange]]:
+def extract_partition(
+    blobs: Any, extractor: Extractor = DEFAULT_EXTRACTOR
+) -> Callable[[Iterable[tuple[int, int, int]]], Iterator[ExtractedRange]]:
     """The task closure: (document index, start, stop) rows -> (index, [(page number, text)], error)."""
 
     def run(rows: Iterable[tuple[int, int, int]]) -> Iterator[ExtractedRange]:
         for index, start, stop in rows:
             try:
-                pages = extract_pages(blobs.value[index], start, stop)
+                pages = extract_pages(blobs.value[index], start, stop, extractor=extractor)
                 yield index, [(p.number, p.text) for p in pages], None
             except PdfRejected as exc:
                 yield index, [], exc.reason
@@ -62,9 +64,13 @@ def gather_pages(
 
 
 def extract(
-    spark: SparkSession, documents: Sequence[OpenedDocument], *, pages_per_task: int
+    spark: SparkSession,
+    documents: Sequence[OpenedDocument],
+    *,
+    pages_per_task: int,
+    extractor: Extractor = DEFAULT_EXTRACTOR,
 ) -> list[ParsedDocument | FailedDocument]:
-    """One Spark job over (document, page range) rows: pypdf runs in parallel tasks."""
+    """One Spark job over (document, page range) rows: the extractor runs in parallel tasks."""
     if not documents:
         return []
     sc = spark.sparkContext
@@ -74,7 +80,7 @@ def extract(
     blobs = sc.broadcast({i: d.data for i, d in enumerate(documents)})
     try:
         sc.setJobDescription(f"extract {len(documents)} document(s), {len(ranges)} page ranges")
-        results = sc.parallelize(ranges, len(ranges)).mapPartitions(extract_partition(blobs)).collect()
+        results = sc.parallelize(ranges, len(ranges)).mapPartitions(extract_partition(blobs, extractor)).collect()
     finally:
         blobs.unpersist()
     return gather_pages(documents, results)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 from core.settings import IngestSettings, ObjectStoreSettings
-from processing.pdf import PdfRejected, page_count
+from processing.pdf import DEFAULT_EXTRACTOR, Extractor, PdfRejected, page_count
 from spark_jobs.ingest.documents import FailedDocument, OpenedDocument
 from spark_jobs.ingest.events import Upload
 
@@ -148,7 +148,9 @@ def hash_mismatch_reason(actual: str, expected: str) -> str:
     return f"content hash mismatch: the stored object has sha256 {actual}, the event says {expected}"
 
 
-def open_document(upload: Upload, reader: RawUploadReader) -> OpenedDocument | FailedDocument:
+def open_document(
+    upload: Upload, reader: RawUploadReader, *, extractor: Extractor = DEFAULT_EXTRACTOR
+) -> OpenedDocument | FailedDocument:
     """Reads the raw upload, checks its SHA-256 and counts its pages (no text extracted yet)."""
     event = upload.event
     try:
@@ -159,7 +161,7 @@ def open_document(upload: Upload, reader: RawUploadReader) -> OpenedDocument | F
     if digest != event.sha256:
         return FailedDocument(upload, hash_mismatch_reason(digest, event.sha256))
     try:
-        pages_total = page_count(data)
+        pages_total = page_count(data, extractor=extractor)
     except PdfRejected as exc:
         return FailedDocument(upload, exc.reason)
     return OpenedDocument(upload, data=data, pages_total=pages_total)

@@ -90,12 +90,13 @@ class LanceChunks:
         """The chunks' text before their embeddings (``embedded`` false), folded into the
         full-text index at once: the documents are searchable by keyword within seconds. The
         embedded write later overwrites the same rows (same chunk ids)."""
-        from lake.vectors import from_silver_chunks, refresh_indexes, upsert_chunks
+        from lake.vectors import ensure_course_index, from_silver_chunks, refresh_indexes, upsert_chunks
 
         if not documents:
             return
         table = self.table()
         upsert_chunks(table, from_silver_chunks(text_first_rows(documents), embedded=False))
+        ensure_course_index(table)
         refresh_indexes(table, self.settings.lancedb)
 
     def write(self, documents: Sequence[EmbeddedDocument], chunks: pa.Table) -> None:
@@ -103,6 +104,7 @@ class LanceChunks:
         both indexes covering every row."""
         from lake.vectors import (
             delete_other_versions,
+            ensure_course_index,
             ensure_vector_index,
             from_silver_chunks,
             refresh_indexes,
@@ -118,6 +120,7 @@ class LanceChunks:
             if event.replaces_version is not None:
                 delete_other_versions(table, event.document_id, event.version)
         ensure_vector_index(table, self.settings.lancedb)
+        ensure_course_index(table)
         refresh_indexes(table, self.settings.lancedb)
 
 

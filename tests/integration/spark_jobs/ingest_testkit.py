@@ -126,7 +126,8 @@ def expected_chunk_ids(settings: Settings, data: bytes, *, document_id: str, ver
     from processing.chunking import chunk_pages
     from processing.pdf import extract_pages, page_count
 
-    pages = extract_pages(data, 0, page_count(data))
+    extractor = settings.ingest.extractor
+    pages = extract_pages(data, 0, page_count(data, extractor=extractor), extractor=extractor)
     chunks = chunk_pages(
         pages,
         document_id=document_id,
