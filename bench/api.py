@@ -1,5 +1,8 @@
 """The course service's hot path against the framework's floor, driven by ``wrk`` in one run.
 
+The floor is a plain ``def`` endpoint (FastAPI runs it in its thread pool), as in the first
+measurements; the same app's ``async def`` twin is shown beside it (no thread-pool hop).
+
 Three uvicorn processes (one worker each, the same uvicorn options): a bare FastAPI app that
 returns the same small JSON (the floor), the API with the Redis cache on, the API with
 ``api.cache_enabled=false``. ``wrk`` (a native load generator, a separate process) drives, one
@@ -67,6 +70,10 @@ def floor_app():
 
     @app.get("/")
     def floor() -> dict:
+        return FLOOR_BODY
+
+    @app.get("/async")
+    async def floor_async() -> dict:
         return FLOOR_BODY
 
     return app
@@ -336,6 +343,7 @@ def main() -> None:
             seed_chunks(settings, course_id, args.chunks)
             targets = {
                 "floor (bare FastAPI)": (f"{floor.url}/", ""),
+                "floor, async def": (f"{floor.url}/async", ""),
                 "/healthz": (f"{cached.url}/healthz", ""),
                 "course read, cached": (f"{cached.url}/v1/courses/{course_id}", token),
                 "course read, uncached": (f"{uncached.url}/v1/courses/{course_id}", token),

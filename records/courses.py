@@ -72,6 +72,16 @@ class CourseRecords:
                 {**allowed, "id": course_id},
             ).fetchone()
 
+    def with_member_role(self, course_id: uuid.UUID | str, user_id: uuid.UUID | str) -> dict[str, Any] | None:
+        """The course row plus ``member_role`` (the user's role, None if not a member) in one
+        query (both rows live on the course's shard): the uncached course read."""
+        with pool_for(self.db, str(course_id)).connection() as conn:
+            return conn.execute(
+                f"SELECT {_COURSE_COLUMNS}, (SELECT role FROM course_members m WHERE m.course_id = c.id"
+                " AND m.user_id = %s) AS member_role FROM courses c WHERE c.id = %s",
+                (user_id, course_id),
+            ).fetchone()
+
     def member_role(self, course_id: uuid.UUID | str, user_id: uuid.UUID | str) -> str | None:
         with pool_for(self.db, str(course_id)).connection() as conn:
             row = conn.execute(

@@ -17,7 +17,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=Health)
-def healthz() -> dict:
+async def healthz() -> dict:
     """The process is up (no dependency is touched)."""
     return {"status": "ok"}
 
