@@ -102,3 +102,23 @@ def test_pdfium_extraction_from_many_threads_at_once_gives_the_same_text():
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda i: pdf.extract_pages(documents[i % 2], 0, 4), range(24)))
     assert all(result == expected[i % 2] for i, result in enumerate(results))
+
+
+def test_a_page_pdfium_fails_on_is_read_by_pypdf(monkeypatch):
+    import pypdfium2
+
+    book = samples.course_book(3)
+    calls = []
+    real = pypdfium2.PdfPage.get_textpage
+
+    def fail_on_second_page(self):
+        calls.append(1)
+        if len(calls) == 2:
+            raise pypdfium2.PdfiumError("injected: damaged content stream")
+        return real(self)
+
+    monkeypatch.setattr(pypdfium2.PdfPage, "get_textpage", fail_on_second_page)
+    pages = pdf.extract_pages(book.pdf, 0, 3, extractor="pdfium")
+    assert [p.number for p in pages] == [1, 2, 3]
+    assert pages[1].text == pdf.extract_pages(book.pdf, 1, 2, extractor="pypdf")[0].text
+    assert "page 2" in pages[1].text
