@@ -17,9 +17,10 @@ Measured in one run, on this machine (CPU model and flags printed):
    until the job has finished (all chunks indexed); per stage from the job's own stopwatch
    (summed over the micro-batches that worked on it). Once per embedding placement.
 
-Never asserts times. ``python bench/ingest.py [--pages 500] [--pdf memoir|PATH] [--skip-book]
+Never asserts times. ``python bench/ingest.py [--pages 500] [--pdf memoir|PATH|none] [--skip-book]
 [--placements executors,driver] [--baseline book|all|none]``. ``--pdf`` names a document of
-``bench/corpus.py`` (memoir: 615 pages of dense typeset text) or a path; it runs beside the book.
+``bench/corpus.py`` (default memoir: 615 pages of dense typeset text) or a path; it runs beside
+the book.
 Writes ``.lakehouse/bench/ingest.json`` and ``ingest.png``.
 """
 
@@ -373,7 +374,9 @@ def _print_table(doc: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--pages", type=int, default=500, help="pages of the generated book")
-    parser.add_argument("--pdf", default="", help="also a real PDF: a bench/corpus.py name (memoir) or a path")
+    parser.add_argument(
+        "--pdf", default="memoir", help="also a real PDF: a bench/corpus.py name or a path; 'none' for the book only"
+    )
     parser.add_argument("--skip-book", action="store_true", help="only the real PDF")
     parser.add_argument("--placements", default="executors,driver")
     parser.add_argument("--baseline", choices=("book", "all", "none"), default="book")
@@ -391,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     print(cpu)
 
     documents = [] if args.skip_book else [book_document(args.pages)]
-    if args.pdf:
+    if args.pdf and args.pdf != "none":
         documents.append(real_document(args.pdf, settings))
     texts = {d.name: _texts(d, settings) for d in documents}
     for d in documents:
