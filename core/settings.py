@@ -153,7 +153,12 @@ class LanceDBSettings(_Section):
     )
     nprobes: int = Field(20, ge=1, description="IVF partitions probed per vector query")
     refine_factor: int = Field(10, ge=1, description="Re-rank refine_factor * k candidates on full vectors")
-    rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant")
+    rrf_k: int = Field(30, ge=1, description="Reciprocal rank fusion constant (bench/retrieval.py chose 30 over 60)")
+    phrase_weight: float = Field(
+        2.0, ge=0, description="Weight of the list of chunks quoting a 3+ word query verbatim in the fusion"
+    )
+    phrase_candidates: int = Field(50, ge=1, description="Chunks taken from the phrase query")
+    one_hit_per_page: bool = Field(True, description="Search returns the best chunk of each page span only")
     candidates: int = Field(50, ge=1, description="Candidates taken from each of vector and full-text search")
     read_consistency_s: float = Field(
         1.0, ge=0, description="A reader's open table checks for new versions this often (0: on every read)"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from core.settings import LanceDBSettings
-from lake.vectors import EMBEDDED_COLUMN, VECTOR_COLUMN, open_chunks, quote
+from lake.vectors import EMBEDDED_COLUMN, TEXT_COLUMN, VECTOR_COLUMN, open_chunks, quote
 
 if TYPE_CHECKING:
     import lancedb
@@ -71,12 +71,23 @@ def hybrid_search(
 
     vector_rows: list[dict[str, Any]] = []
     text_rows: list[dict[str, Any]] = []
+    phrase_rows: list[dict[str, Any]] | None = None
     if mode != "text":
         vector_rows = _vector_side(table, query, where, candidates, embedder, settings)
     if mode != "vector":
         text_rows = full_text(table, query, where, candidates)
+        phrase_rows = phrase_matches(table, query, where, settings.phrase_candidates)
 
-    best = fuse(vector_rows, text_rows, rrf_k=settings.rrf_k, k=k, phrase=query if mode == "hybrid" else None)
+    best = fuse(
+        vector_rows,
+        text_rows,
+        rrf_k=settings.rrf_k,
+        k=k,
+        phrase=query if mode != "vector" else None,
+        phrase_rows=phrase_rows,
+        phrase_weight=settings.phrase_weight,
+        one_per_page=settings.one_hit_per_page,
+    )
     return [
         SearchHit(
             chunk_id=e["row"]["chunk_id"],
@@ -127,38 +138,82 @@ def fuse(
     rrf_k: int,
     k: int,
     phrase: str | None = None,
+    phrase_rows: list[dict[str, Any]] | None = None,
+    phrase_weight: float = 1.0,
+    one_per_page: bool = False,
 ) -> list[dict]:
     """Reciprocal rank fusion of the ranked lists (rows keyed by ``chunk_id``), best first.
 
-    With ``phrase`` (of ``PHRASE_MIN_WORDS`` words or more), the candidates whose text contains
-    it verbatim form a third list, in full-text order.
+    With ``phrase`` (of ``PHRASE_MIN_WORDS`` words or more), the chunks that contain it verbatim
+    (case and punctuation aside) form a third list weighted ``phrase_weight``, taken from
+    ``phrase_rows`` (the full-text index's phrase query) first, then from the other two lists.
+    The verbatim check matters: the index drops stop words, so its phrase query alone would
+    match "yourself say" for "yourself of what you should say".
 
     Mirrored ranks (vector #1 / text #11 against text #1 / vector #11) fuse to exactly the same
     score; the tie goes to the better full-text rank, because a chunk that contains the query's
-    words is the better citation. Then chunk id, so the order is deterministic."""
-    lists = [("vector_rank", vector_rows), ("text_rank", text_rows)]
+    words is the better citation. Then chunk id, so the order is deterministic. With
+    ``one_per_page``, only the best chunk of each page span is kept (the rest would repeat the
+    same citation)."""
+    lists: list[tuple[str, list[dict[str, Any]], float]] = [
+        ("vector_rank", vector_rows, 1.0),
+        ("text_rank", text_rows, 1.0),
+    ]
     wanted = normalized_words(phrase or "")
     if len(wanted.split()) >= PHRASE_MIN_WORDS:
         seen: set[str] = set()
         verbatim = []
-        for row in [*text_rows, *vector_rows]:
+        for row in [*(phrase_rows or []), *text_rows, *vector_rows]:
             if row["chunk_id"] not in seen and wanted in normalized_words(row.get("text", "")):
                 verbatim.append(row)
             seen.add(row["chunk_id"])
-        lists.append(("phrase_rank", verbatim))
+        lists.append(("phrase_rank", verbatim, phrase_weight))
     fused: dict[str, dict[str, Any]] = {}
-    for side, rows in lists:
+    for side, rows, weight in lists:
         for rank, row in enumerate(rows, start=1):
             entry = fused.setdefault(
                 row["chunk_id"], {"row": row, "score": 0.0, "vector_rank": None, "text_rank": None}
             )
-            entry["score"] += 1.0 / (rrf_k + rank)
+            entry["score"] += weight / (rrf_k + rank)
             entry[side] = rank
     no_text_rank = len(text_rows) + 1
-    return sorted(
+    ranked = sorted(
         fused.values(),
         key=lambda e: (-round(e["score"], 12), e["text_rank"] or no_text_rank, e["row"]["chunk_id"]),
-    )[:k]
+    )
+    if one_per_page:
+        pages: set[tuple[Any, ...]] = set()
+        kept = []
+        for entry in ranked:
+            row = entry["row"]
+            page = (row.get("document_id"), row.get("version"), row.get("page_start"), row.get("page_end"))
+            if page not in pages:
+                pages.add(page)
+                kept.append(entry)
+        ranked = kept
+    return ranked[:k]
+
+
+def phrase_matches(table: Any, query: str, where: str, limit: int) -> list[dict[str, Any]] | None:
+    """Chunks containing the query's words in order (a phrase query on the full-text index's
+    positions), or None when the query is too short or the index keeps no positions."""
+    from lancedb.query import PhraseQuery
+
+    words = normalized_words(query)
+    if len(words.split()) < PHRASE_MIN_WORDS:
+        return None
+    try:
+        return list(
+            table.search(PhraseQuery(words, TEXT_COLUMN), query_type="fts")
+            .where(where, prefilter=True)
+            .select([*RESULT_COLUMNS, "_score"])
+            .limit(limit)
+            .to_list()
+        )
+    except (ValueError, RuntimeError) as exc:  # an index built without positions
+        if "position" not in str(exc).lower():
+            raise
+        return None
 
 
 def full_text(table: Any, query: str, where: str, limit: int) -> list[dict[str, Any]]:

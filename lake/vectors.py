@@ -137,11 +137,19 @@ def _index_columns(table: lancedb.table.Table) -> dict[str, str]:
     return {column: str(index.index_type) for index in table.list_indices() for column in index.columns}
 
 
-def ensure_fts_index(table: lancedb.table.Table) -> None:
-    """Native full-text index on ``text`` (rows added later are searched too, unindexed, until
-    ``optimize`` folds them in)."""
-    if TEXT_COLUMN not in _index_columns(table):
-        table.create_fts_index(TEXT_COLUMN, replace=True, with_position=False)
+def ensure_fts_index(table: lancedb.table.Table) -> bool:
+    """Native full-text index on ``text`` with token positions (phrase queries: a student quoting
+    a sentence), stemmed, stop words removed; rows added later are folded in by
+    ``refresh_indexes``. An index built without positions (before they were needed) is rebuilt.
+    True if built now."""
+    from lancedb.index import FTS
+
+    fts = [index for index in table.list_indices() if TEXT_COLUMN in index.columns]
+    details = (getattr(fts[0], "index_details", None) or {}) if fts else {}
+    if fts and details.get("with_position", True):
+        return False
+    table.create_index(TEXT_COLUMN, config=FTS(with_position=True), replace=True)
+    return True
 
 
 COURSE_COLUMN = "course_id"

@@ -80,10 +80,11 @@ class LanceChunks:
         self._table: Any = None
 
     def table(self) -> Any:
-        from lake.vectors import connect, open_chunks
+        from lake.vectors import connect, ensure_fts_index, open_chunks
 
         if self._table is None:
             self._table = open_chunks(connect(self.settings.lancedb), self.settings.lancedb)
+            ensure_fts_index(self._table)  # a table from an older version gets token positions
         return self._table
 
     def write_text_first(self, documents: Sequence[ParsedDocument]) -> None:

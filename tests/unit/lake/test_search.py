@@ -158,3 +158,49 @@ def test_fuse_ignores_short_phrases():
     rows = [{"chunk_id": "a", "text": "kafka partitions"}, {"chunk_id": "b", "text": "other words"}]
     best = fuse(rows, list(reversed(rows)), rrf_k=60, k=2, phrase="kafka partitions")
     assert all("phrase_rank" not in e for e in best)
+
+
+def test_a_quoted_sentence_of_stop_words_is_found_by_the_phrase_query(lance):
+    # BM25 drops stop words, so "what you should say or should" is nearly one word to it; the
+    # phrase query on the index's token positions finds the one chunk quoting it.
+    from lake.search import full_text
+
+    settings, db, table = lance
+    settings = settings.model_copy(update={"candidates": 5})
+    rng = np.random.default_rng(5)
+    rows = _rows("d1", 1, 40, rng=rng, topic="yourself alone, say yourself alone, say")
+    rows[17]["text"] = "Remind yourself of what you should say or should not say during the whole talk, please."
+    vectors.upsert_chunks(table, vectors.chunk_rows(rows))
+    vectors.refresh_indexes(table, settings)
+    embedder = _FixedEmbedder(rows[3]["vector"])  # the vector side points elsewhere
+    query = "yourself of what you should say or should"
+    # BM25's own top 5 misses it: only the phrase query can bring it in.
+    assert "d1:1:17" not in [r["chunk_id"] for r in full_text(table, query, "course_id = 'c1'", 5)]
+    for mode in ("hybrid", "text"):
+        hits = hybrid_search(db, "c1", query, 5, embedder, settings=settings, mode=mode)
+        assert hits[0].chunk_id == "d1:1:17", (mode, hits[0])
+
+
+def test_one_hit_per_page_keeps_the_best_chunk_of_each_page():
+    from lake.search import fuse
+
+    same_page = [{"chunk_id": f"p1-{i}", "document_id": "d", "version": 1, "page_start": 1, "page_end": 1}
+                 for i in range(3)]  # fmt: skip
+    other = {"chunk_id": "p2", "document_id": "d", "version": 1, "page_start": 2, "page_end": 2}
+    rows = [*same_page, other]
+    every = fuse(rows, rows, rrf_k=30, k=4)
+    assert [e["row"]["chunk_id"] for e in every] == ["p1-0", "p1-1", "p1-2", "p2"]
+    deduped = fuse(rows, rows, rrf_k=30, k=4, one_per_page=True)
+    assert [e["row"]["chunk_id"] for e in deduped] == ["p1-0", "p2"]
+
+
+def test_an_index_without_positions_is_rebuilt_with_them(tmp_path):
+    settings = LanceDBSettings(uri=str(tmp_path / "old"))
+    db = vectors.connect(settings)
+    table = db.create_table("chunks", schema=vectors.chunks_schema())
+    vectors.upsert_chunks(table, vectors.chunk_rows(_rows("d1", 1, 5, rng=np.random.default_rng(2))))
+    table.create_fts_index(vectors.TEXT_COLUMN, with_position=False)  # what older versions built
+    assert vectors.ensure_fts_index(table) is True
+    assert vectors.ensure_fts_index(table) is False
+    (index,) = [i for i in table.list_indices() if vectors.TEXT_COLUMN in i.columns]
+    assert index.index_details["with_position"] is True
