@@ -12,6 +12,7 @@ so every row searched is a current version.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -72,11 +73,21 @@ def hybrid_search(
     vector_rows: list[dict[str, Any]] = []
     text_rows: list[dict[str, Any]] = []
     phrase_rows: list[dict[str, Any]] | None = None
-    if mode != "text":
+
+    def text_side() -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+        phrases = phrase_matches(table, query, where, settings.phrase_candidates)
+        return full_text(table, query, where, candidates), phrases
+
+    if mode == "text":
+        text_rows, phrase_rows = text_side()
+    elif mode == "vector":
         vector_rows = _vector_side(table, query, where, candidates, embedder, settings)
-    if mode != "vector":
-        text_rows = full_text(table, query, where, candidates)
-        phrase_rows = phrase_matches(table, query, where, settings.phrase_candidates)
+    else:
+        # The two sides overlap: LanceDB and ONNX Runtime release the GIL, so the full-text and
+        # phrase queries run while the query is embedded and the vector index searched.
+        pending = _side_pool().submit(text_side)
+        vector_rows = _vector_side(table, query, where, candidates, embedder, settings)
+        text_rows, phrase_rows = pending.result()
 
     best = fuse(
         vector_rows,
@@ -103,6 +114,16 @@ def hybrid_search(
         )
         for e in best
     ]
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _side_pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="search-text")
+    return _POOL
 
 
 def _vector_side(
@@ -204,7 +225,7 @@ def phrase_matches(table: Any, query: str, where: str, limit: int) -> list[dict[
         return None
     try:
         return list(
-            table.search(PhraseQuery(words, TEXT_COLUMN), query_type="fts")
+            table.search(PhraseQuery(words, TEXT_COLUMN, slop=0), query_type="fts")  # type: ignore[call-arg]
             .where(where, prefilter=True)
             .select([*RESULT_COLUMNS, "_score"])
             .limit(limit)
