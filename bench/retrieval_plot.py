@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1", "#edc948", "#9c755f")
-PANEL_W, PANEL_H, MARGIN = 340, 270, 46
+PANEL_H, MARGIN = 270, 46
+BAR_W = 30  # pixels per bar: room for its value above it
 
 
 def grouped_panels(
@@ -22,8 +23,10 @@ def grouped_panels(
     small = ImageFont.load_default(size=10)
     big = ImageFont.load_default(size=16)
     rows, cols = len(panels), max(len(row) for row in panels)
+    n_groups = max(len(g) for row in panels for _, g, _ in row)
+    panel_w = max(340, int(n_groups * len(labels) * BAR_W / 0.8) + MARGIN + 16)
     legend_h = 30
-    width, height = cols * PANEL_W + 20, rows * PANEL_H + 60 + legend_h
+    width, height = cols * panel_w + 20, rows * PANEL_H + 60 + legend_h
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
     draw.text((10, 10), title, fill="black", font=big)
@@ -33,13 +36,14 @@ def grouped_panels(
         draw.text((x + 20, 40), label[:22], fill="black", font=font)
     for r, row in enumerate(panels):
         for c, (name, groups, top) in enumerate(row):
-            _panel(draw, 10 + c * PANEL_W, 60 + legend_h + r * PANEL_H, name, groups, labels, top, font, small)
+            x, y = 10 + c * panel_w, 60 + legend_h + r * PANEL_H
+            _panel(draw, x, y, panel_w, name, groups, labels, top, font, small)
     image.save(path)
 
 
-def _panel(draw, x0, y0, name, groups, labels, top, font, small) -> None:  # type: ignore[no-untyped-def]
+def _panel(draw, x0, y0, panel_w, name, groups, labels, top, font, small) -> None:  # type: ignore[no-untyped-def]
     plot_x, plot_y = x0 + MARGIN, y0 + 28
-    plot_w, plot_h = PANEL_W - MARGIN - 16, PANEL_H - 70
+    plot_w, plot_h = panel_w - MARGIN - 16, PANEL_H - 70
     values = [v for group in groups.values() for v in group.values()]
     top = top or (max(values, default=1.0) * 1.15 or 1.0)
     draw.text((x0 + MARGIN, y0 + 4), name, fill="black", font=font)
