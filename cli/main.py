@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.kafka import register as register_kafka
+from cli.warehouse import register as register_warehouse
 from core.settings import Settings
 
 if TYPE_CHECKING:
@@ -30,6 +32,8 @@ jobs_app = typer.Typer(help="Ingestion jobs", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
 airflow_app = typer.Typer(help="The local Airflow: api-server, scheduler, dag-processor", no_args_is_help=True)
 app.add_typer(airflow_app, name="airflow")
+register_warehouse(app)  # lakehouse sql / report / warehouse load|migrate (cli/warehouse.py)
+register_kafka(app)  # lakehouse kafka topics|consume|groups (cli/kafka.py)
 # Piped output (CI logs, `| tee`) gets a wide console so tables do not wrap into columns of words.
 console = Console(stderr=False, width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True)

@@ -201,3 +201,30 @@ def test_load_twice_leaves_identical_counts_and_checksums(loaded):
     full = load_warehouse(world.settings, full=True)
     assert full.rows >= sum(v[0] for k, v in before.items() if k not in ("fact_api_events",))
     assert _checksums(world.settings) == before
+
+
+def test_sql_command_prints_a_view_as_csv_and_json_and_report_renders_every_view(loaded, monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli import warehouse as cli_warehouse
+    from cli.main import app
+
+    world, _ = loaded
+    monkeypatch.setattr(cli_warehouse, "_settings", lambda: world.settings)
+    runner = CliRunner()
+    done = runner.invoke(app, ["sql", "SELECT course_id, reviews FROM v_flashcard_retention", "--format", "csv"])
+    assert done.exit_code == 0, done.output
+    expected = _query(world.settings, "SELECT course_id, reviews FROM v_flashcard_retention")
+    assert done.output.splitlines() == ["course_id,reviews", *(f"{c},{n}" for c, n in expected)]
+    done = runner.invoke(app, ["sql", "SELECT item_id, flags FROM v_item_analysis", "-f", "json"])
+    assert done.exit_code == 0, done.output
+    assert {"item_id", "flags"} <= set(json.loads(done.output)[0])
+    done = runner.invoke(app, ["sql", "SELECT * FROM no_such_table"])
+    assert done.exit_code == 1 and "no_such_table" in done.output
+
+    out = tmp_path / "report.html"
+    done = runner.invoke(app, ["report", "--output", str(out)])
+    assert done.exit_code == 0, done.output
+    page = out.read_text()
+    assert page.count("<svg") >= 6 and "Item analysis" in page and "everyone_correct" in page
+    print(f"report at {out}")
