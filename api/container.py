@@ -13,6 +13,7 @@ from api.auth import TokenService
 from api.cache import CacheAside, RedisGateway
 from api.course_search import SearchService
 from api.metrics import Metrics
+from api.notification_hub import NotificationHub
 from api.ratelimit import RateLimiter
 from api.services import CourseService, DocumentService, JobService, UserService
 from api.study import StudyService
@@ -75,6 +76,7 @@ class Services:
     publisher: EventPublisher
     airflow: AirflowConnection
     analytics: AnalyticsPublisher
+    hub: NotificationHub
 
     @classmethod
     def build(cls, settings: Settings, metrics: Metrics) -> Services:
@@ -134,6 +136,7 @@ class Services:
             publisher=publisher,
             airflow=airflow,
             analytics=analytics,
+            hub=NotificationHub(settings.redis),
         )
 
     def close(self) -> None:

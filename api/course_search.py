@@ -1,44 +1,96 @@
 """Course search: hybrid retrieval (LanceDB vectors + full text, RRF) behind the membership check.
 
-The embedding model and the LanceDB connection are opened on the first search, not at start-up:
-the API serves everything else without loading a model.
+What a search needs is loaded at start-up, off the request path: ``load`` (run by the app's
+lifespan in the background) opens the query embedder (the int8 ONNX model through
+onnxruntime, no torch: ``processing.query_embedding``) and the LanceDB connection, then runs
+one warm-up search so the first real one does not pay for first-use work (index files, ONNX
+graph initialisation). ``/readyz`` answers 503 (``starting``) until it has finished; a search
+arriving earlier waits for it.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from api.auth import Principal
+from api.errors import ServiceUnavailable
 from api.services import CourseService
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    from lake.search import SearchMode
+
+log = logging.getLogger("api.search")
+LOAD_WAIT_S = 120.0
 
 
 class SearchService:
     def __init__(self, settings: Settings, courses: CourseService) -> None:
         self.settings = settings
         self.courses = courses
-        self._lock = threading.Lock()
+        self._loaded = threading.Event()
+        self._error: str | None = None
         self._db: Any = None
         self._embedder: Any = None
+        self.load_seconds: float | None = None
 
-    def _open(self) -> tuple[Any, Any]:
-        with self._lock:
-            if self._db is None:
-                from lake.vectors import connect
-                from processing.embedding import get_embedder
+    @property
+    def loading(self) -> bool:
+        return not self._loaded.is_set()
 
-                self._embedder = get_embedder(self.settings.embedding)
-                self._db = connect(self.settings.lancedb)
-            return self._db, self._embedder
+    @property
+    def ready(self) -> bool:
+        return self._loaded.is_set() and self._error is None
 
-    def search(self, course_id: uuid.UUID, principal: Principal, query: str, k: int) -> list[dict[str, Any]]:
+    def status(self) -> dict[str, Any]:
+        """The readiness entry of search: ok once loaded, else why not (yet)."""
+        if not self._loaded.is_set():
+            return {"name": "search", "ok": False, "latency_ms": None, "detail": "loading the query model"}
+        if self._error is not None:
+            return {"name": "search", "ok": False, "latency_ms": None, "detail": self._error[:200]}
+        latency = round(self.load_seconds * 1000, 2) if self.load_seconds is not None else None
+        return {"name": "search", "ok": True, "latency_ms": latency, "detail": "loaded"}
+
+    def load(self) -> None:
+        """Opens the query embedder and LanceDB and warms both up (blocking: run it off the loop)."""
+        from lake.search import hybrid_search
+        from lake.vectors import connect
+        from processing.query_embedding import query_embedder
+
+        started = time.perf_counter()
+        try:
+            self._embedder = query_embedder(self.settings.embedding)
+            self._db = connect(self.settings.lancedb)
+            hybrid_search(
+                self._db,
+                str(uuid.UUID(int=0)),
+                "warm up the search path",
+                1,
+                self._embedder,
+                settings=self.settings.lancedb,
+            )
+        except Exception as exc:
+            log.exception("search could not be loaded")
+            self._error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.load_seconds = time.perf_counter() - started
+            self._loaded.set()
+
+    def search(
+        self, course_id: uuid.UUID, principal: Principal, query: str, k: int, *, mode: SearchMode = "hybrid"
+    ) -> list[dict[str, Any]]:
         from lake.search import hybrid_search
 
         self.courses.require_visible(course_id, principal)
-        db, embedder = self._open()
-        hits = hybrid_search(db, str(course_id), query, k, embedder, settings=self.settings.lancedb)
+        if not self._loaded.wait(LOAD_WAIT_S) or self._error is not None:
+            raise ServiceUnavailable("Search is not available yet; try again shortly.")
+        hits = hybrid_search(
+            self._db, str(course_id), query, k, self._embedder, settings=self.settings.lancedb, mode=mode
+        )
         return [
             {
                 "chunk_id": hit.chunk_id,

@@ -8,6 +8,7 @@ with it. Serve it with ``lakehouse api`` (or ``uvicorn api.main:app_from_env --f
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -49,6 +50,9 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await run_in_threadpool(Services.build, settings, metrics)
         app.state.services = services
+        # The query model and LanceDB load in the background: /healthz answers at once, /readyz
+        # says `starting` until search is ready.
+        threading.Thread(target=services.search.load, name="search-load", daemon=True).start()
         # Everything loaded so far lives as long as the process: out of the cyclic GC's sight,
         # so a full collection does not walk it (they cost ~100 ms pauses in the tail latency).
         gc.freeze()
@@ -56,6 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             app.state.services = None
+            await services.hub.close()
             await services.redis.aclose()
             await run_in_threadpool(services.close)
 

@@ -152,7 +152,7 @@ class DependencyStatus(_Response):
 
 
 class Readiness(_Response):
-    status: Literal["ready", "degraded", "unavailable"]
+    status: Literal["ready", "degraded", "starting", "unavailable"]
     dependencies: list[DependencyStatus]
 
 

@@ -107,6 +107,7 @@ class Server:
         self.ready_path = ready_path
         self.uvicorn_args = uvicorn_args
         self.proc: subprocess.Popen | None = None
+        self._log = tempfile.TemporaryFile()  # not a pipe: a chatty server never blocks on it
 
     @property
     def url(self) -> str:
@@ -119,12 +120,13 @@ class Server:
             env=self.env,
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self._log,
         )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.app} exited: {self.proc.stderr.read().decode()[-2000:]}")
+                self._log.seek(0)
+                raise RuntimeError(f"{self.app} exited: {self._log.read().decode()[-2000:]}")
             try:
                 if httpx.get(f"{self.url}{self.ready_path}", timeout=2).status_code == 200:
                     return self
@@ -138,6 +140,13 @@ class Server:
 
         assert self.proc is not None
         return psutil.Process(self.proc.pid).memory_info().rss / 2**20
+
+    def pss_mb(self) -> float:
+        """Proportional set size: shared pages counted once across processes."""
+        import psutil
+
+        assert self.proc is not None
+        return psutil.Process(self.proc.pid).memory_full_info().pss / 2**20
 
     def __exit__(self, *exc) -> None:
         assert self.proc is not None
@@ -339,6 +348,7 @@ def main() -> None:
         with floor, cached, uncached:
             time.sleep(2)
             memory["api_idle_rss_mb"] = cached.rss_mb()
+            memory["api_idle_pss_mb"] = cached.pss_mb()
             token, course_id = seed(cached.url)
             seed_chunks(settings, course_id, args.chunks)
             targets = {
@@ -360,6 +370,7 @@ def main() -> None:
                         f"p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms  non-2xx {result['non_2xx']}"
                     )
             memory["api_rss_after_load_mb"] = cached.rss_mb()
+            memory["api_pss_after_load_mb"] = cached.pss_mb()
     finally:
         drop_databases(settings.postgres)
         client = redis_client(settings.redis)
@@ -383,7 +394,10 @@ def main() -> None:
             f"{row['ratio_to_floor']:>8.2f}x{row['non_2xx']:>9}"
         )
     idle, loaded = memory["api_idle_rss_mb"], memory["api_rss_after_load_mb"]
-    print(f"\nAPI resident memory: idle {idle:.0f} MB, after the load {loaded:.0f} MB")
+    print(
+        f"\nAPI resident memory: idle {idle:.0f} MB RSS / {memory['api_idle_pss_mb']:.0f} MB PSS, after the load"
+        f" {loaded:.0f} MB RSS / {memory['api_pss_after_load_mb']:.0f} MB PSS"
+    )
 
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     out = OUT_DIR / "api.json"

@@ -11,6 +11,7 @@ from api.deps import PrincipalDep, ServicesDep
 from api.errors import problem_responses
 from api.schemas import Document, DocumentList, SearchResults, UploadAccepted
 from api.uploads import IncomingFile
+from lake.search import SearchMode
 
 router = APIRouter(
     prefix="/v1/courses/{course_id}/documents", tags=["documents"], responses=problem_responses(401, 404, 422, 429)
@@ -76,7 +77,14 @@ def search_course(
     services: ServicesDep,
     q: Annotated[str, Query(min_length=1, max_length=500, description="What to look for")],
     k: Annotated[int, Query(ge=1, le=50, description="How many passages to return")] = 10,
+    mode: Annotated[
+        SearchMode,
+        Query(
+            description="`hybrid`: vector and full-text lists fused by reciprocal rank; `text`: full text (BM25)"
+            " alone; `vector`: embedding similarity alone. Same hit shape in every mode"
+        ),
+    ] = "hybrid",
 ) -> dict:
     """Hybrid search (vector + full text, fused by reciprocal rank) over the course's indexed
-    documents, with the page span of every passage."""
-    return {"query": q, "hits": services.search.search(course_id, principal, q, k)}
+    documents, with the page span of every passage; `mode` picks one side alone."""
+    return {"query": q, "hits": services.search.search(course_id, principal, q, k, mode=mode)}

@@ -59,12 +59,20 @@ def _check_dependencies(services: Services) -> list[dict]:
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
 async def readyz(services: ServicesDep) -> JSONResponse:
     """Each dependency with its latency. Redis down is `degraded` (200: reads still work from
-    PostgreSQL); a shard down is `unavailable` (503)."""
-    deps = await run_in_threadpool(_check_dependencies, services)
+    PostgreSQL); a shard down is `unavailable` (503); `starting` (503) until search has loaded
+    its query model (a failed load is `degraded`: everything but search works)."""
+    deps = [*await run_in_threadpool(_check_dependencies, services), services.search.status()]
     postgres_ok = all(d["ok"] for d in deps if d["name"].startswith("postgres:"))
     redis_ok = all(d["ok"] for d in deps if d["name"] == "redis")
-    state = "ready" if postgres_ok and redis_ok else ("degraded" if postgres_ok else "unavailable")
-    return JSONResponse({"status": state, "dependencies": deps}, status_code=200 if postgres_ok else 503)
+    search_ok = services.search.ready
+    if not postgres_ok:
+        state = "unavailable"
+    elif services.search.loading:
+        state = "starting"  # the query model is loading: do not send searches here yet
+    else:
+        state = "ready" if redis_ok and search_ok else "degraded"
+    ok = state in ("ready", "degraded")
+    return JSONResponse({"status": state, "dependencies": deps}, status_code=200 if ok else 503)
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})

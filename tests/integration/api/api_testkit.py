@@ -73,6 +73,16 @@ def row_counts(settings: Settings) -> dict[str, int]:
     return totals
 
 
+def wait_ready(client: TestClient, *, timeout_s: float = 60) -> dict:
+    """The /readyz body once it no longer says `starting` (search loads in the background)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        body = client.get("/readyz").json()
+        if body["status"] != "starting" or time.monotonic() > deadline:
+            return body
+        time.sleep(0.1)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

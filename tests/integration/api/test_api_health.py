@@ -4,19 +4,20 @@ import logging
 
 import pytest
 
-from tests.integration.api.api_testkit import derive, sign_up
+from tests.integration.api.api_testkit import derive, sign_up, wait_ready
 
 pytestmark = pytest.mark.integration
 
 
 def test_healthz_and_readyz_report_each_dependency_with_latency(client, api_settings):
     assert client.get("/healthz").json() == {"status": "ok"}
+    wait_ready(client)
     ready = client.get("/readyz")
     assert ready.status_code == 200
     body = ready.json()
     assert body["status"] == "ready"
     names = [d["name"] for d in body["dependencies"]]
-    assert names == [f"postgres:{n}" for n in api_settings.postgres.shard_names()] + ["redis"]
+    assert names == [f"postgres:{n}" for n in api_settings.postgres.shard_names()] + ["redis", "search"]
     assert all(d["ok"] and d["latency_ms"] >= 0 for d in body["dependencies"])
 
 

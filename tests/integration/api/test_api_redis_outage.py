@@ -6,7 +6,7 @@ import time
 import pytest
 
 from deploy.stack import Stack
-from tests.integration.api.api_testkit import PASSWORD, create_course, derive, free_port, sign_up
+from tests.integration.api.api_testkit import PASSWORD, create_course, derive, free_port, sign_up, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -29,6 +29,7 @@ def private_redis(api_settings, tmp_path):
 def test_reads_keep_working_while_redis_is_down(private_redis, make_client, caplog):
     private, settings = private_redis
     client = make_client(settings)
+    wait_ready(client)
     teacher = sign_up(client, role="instructor")
     student = sign_up(client)
     course = create_course(client, teacher, title="Survives outages")

@@ -40,3 +40,18 @@ def test_openapi_documents_every_endpoint_error_and_auth_scheme():
                 assert operation["security"] == [{"HTTPBearer": []}], (method, path)
                 assert "401" in responses, (method, path)
     assert "/v1/notifications" in spec["info"]["description"]
+
+
+def test_openapi_documents_the_search_mode_with_its_three_values():
+    spec = create_app(Settings(environment="test")).openapi()
+    parameters = spec["paths"]["/v1/courses/{course_id}/search"]["get"]["parameters"]
+    mode = next(p for p in parameters if p["name"] == "mode")
+    assert mode["in"] == "query" and mode["required"] is False
+    assert mode["schema"]["enum"] == ["hybrid", "text", "vector"] and mode["schema"]["default"] == "hybrid"
+    assert "full text" in mode["description"]
+
+
+def test_course_read_documents_its_response_model():
+    spec = create_app(Settings(environment="test")).openapi()
+    ok = spec["paths"]["/v1/courses/{course_id}"]["get"]["responses"]["200"]
+    assert ok["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Course"}

@@ -1,0 +1,292 @@
+"""Notification WebSockets at scale: memory per connection, Redis clients, delivery latency.
+
+Starts the API (one uvicorn worker) and, for each N in ``--connections`` (1k, 5k, 20k by
+default), a separate client process that opens N WebSockets of N distinct students (access
+tokens minted with the server's key: no 20k argon2 sign-ups), waits for every snapshot, then
+publishes ``--events`` job events to randomly chosen connected students on their Redis
+channels (as a worker does) and times each until its socket receives it. Reported per N: the
+server's RSS growth per connection ((RSS with N open - RSS before) / N), Redis
+``connected_clients`` before and while the N are open, the API's pub/sub connections, and
+delivery p50/p99. ``--ws`` compares uvicorn's WebSocket implementations. Both processes raise
+their own file-descriptor limit (``resource.setrlimit``), nothing system-wide. Writes
+``.lakehouse/bench/websockets.json`` and a plot. Benchmarks never assert.
+
+    flock /tmp/lakehouse-heavy.lock env PYTHONPATH=. .venv/bin/python bench/websockets.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+# Run as a script, this file's folder comes first on sys.path and its name would shadow the
+# `websockets` package: search the project root instead.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))
+
+from bench.api import OUT_DIR, Server, cpu_model_and_flags  # noqa: E402
+from core.redis import redis_client  # noqa: E402
+from core.settings import RedisSettings, Settings  # noqa: E402
+from deploy.migrate import create_databases, drop_databases, migrate  # noqa: E402
+
+FD_LIMIT = 65536
+
+
+def raise_fd_limit() -> None:
+    """This process may hold FD_LIMIT descriptors (root may raise the hard limit too)."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, max(hard, FD_LIMIT)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def mint_token(secret: str, user_id: str) -> str:
+    import jwt
+
+    from api.auth import ALGORITHM, ISSUER
+
+    now = int(time.time())
+    claims = {"sub": user_id, "role": "student", "sid": "", "typ": "access", "iss": ISSUER, "iat": now}
+    return jwt.encode({**claims, "exp": now + 3600}, secret, ALGORITHM)
+
+
+# ---- the client process --------------------------------------------------------------------
+async def client_main(args: argparse.Namespace) -> None:
+    import websockets
+
+    from core.keys import notifications_channel
+
+    users = [str(uuid.uuid4()) for _ in range(args.n)]
+    url = f"ws://127.0.0.1:{args.port}/v1/notifications?access_token="
+    sockets: dict[str, Any] = {}
+    gate = asyncio.Semaphore(200)
+    started = time.perf_counter()
+
+    async def connect(user_id: str) -> None:
+        async with gate:
+            socket = await websockets.connect(
+                url + mint_token(args.secret, user_id), open_timeout=60, ping_interval=None, max_queue=4
+            )
+            snapshot = json.loads(await asyncio.wait_for(socket.recv(), 60))
+            assert snapshot["type"] == "snapshot", snapshot
+            sockets[user_id] = socket
+
+    await asyncio.gather(*(connect(u) for u in users))
+    print(f"READY {len(sockets)} {time.perf_counter() - started:.1f}", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)  # the parent measured the server at rest
+
+    redis = redis_client(RedisSettings.model_validate_json(args.redis))
+    latencies: list[float] = []
+    chosen = random.sample(users, min(args.events, len(users)))
+    for user_id in chosen:
+        event = {"type": "job", "job": {"job_id": secrets.token_hex(4), "user_id": user_id}, "sent": time.time()}
+        redis.publish(notifications_channel(user_id), json.dumps(event))
+        received = json.loads(await asyncio.wait_for(sockets[user_id].recv(), 30))
+        latencies.append(time.time() - received["sent"])
+        await asyncio.sleep(args.pause_ms / 1000)
+    redis.close()
+    quantiles = statistics.quantiles(latencies, n=100, method="inclusive")
+    result = {"delivered": len(latencies), "p50_ms": quantiles[49] * 1000, "p99_ms": quantiles[98] * 1000}
+    print("RESULT " + json.dumps(result), flush=True)
+    await asyncio.gather(*(s.close() for s in sockets.values()), return_exceptions=True)
+
+
+# ---- the parent ----------------------------------------------------------------------------
+def redis_clients(settings: Settings) -> int:
+    client = redis_client(settings.redis)
+    try:
+        return int(client.info("clients")["connected_clients"])
+    finally:
+        client.close()
+
+
+def hub_connections(settings: Settings, pid: int) -> int:
+    client = redis_client(settings.redis)
+    try:
+        return sum(1 for c in client.client_list() if c.get("name", "").startswith(f"lakehouse-api-hub-{pid}-"))
+    finally:
+        client.close()
+
+
+def measure(server: Server, settings: Settings, secret: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
+    import psutil
+
+    assert server.proc is not None
+    process = psutil.Process(server.proc.pid)
+    time.sleep(1)
+    rss_before = process.memory_info().rss
+    clients_before = redis_clients(settings)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--client",
+            "--n",
+            str(n),
+            "--port",
+            str(server.port),
+            "--secret",
+            secret,
+            "--redis",
+            settings.redis.model_dump_json(),
+            "--events",
+            str(args.events),
+            "--pause-ms",
+            str(args.pause_ms),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert child.stdin is not None and child.stdout is not None
+    ready = child.stdout.readline().split()
+    if not ready or ready[0] != "READY":
+        child.kill()
+        raise RuntimeError(f"the client process failed at {n} connections: {ready}")
+    time.sleep(2)
+    rss_open = process.memory_info().rss
+    row = {
+        "connections": int(ready[1]),
+        "connect_seconds": float(ready[2]),
+        "server_rss_before_mb": rss_before / 2**20,
+        "server_rss_open_mb": rss_open / 2**20,
+        "bytes_per_connection": (rss_open - rss_before) / n,
+        "redis_clients_before": clients_before,
+        "redis_clients_open": redis_clients(settings),
+        "api_pubsub_connections": hub_connections(settings, server.proc.pid),
+    }
+    child.stdin.write("go\n")
+    child.stdin.flush()
+    result = next(line for line in child.stdout if line.startswith("RESULT "))
+    row.update(json.loads(result.removeprefix("RESULT ")))
+    child.wait(timeout=120)
+    time.sleep(2)
+    return row
+
+
+def plot(results: dict[str, Any], path: Path) -> Path:
+    try:
+        import matplotlib
+    except ImportError:
+        lines = ["<text x='4' y='20' font-size='14'>notification WebSockets per API instance</text>"]
+        y = 44
+        for ws, rows in results.items():
+            for row in rows:
+                lines.append(
+                    f"<text x='4' y='{y}' font-size='12'>{ws}: {row['connections']} connections:"
+                    f" {row['bytes_per_connection'] / 1024:.1f} KiB each, Redis clients {row['redis_clients_open']},"
+                    f" delivery p50 {row['p50_ms']:.1f} ms p99 {row['p99_ms']:.1f} ms</text>"
+                )
+                y += 18
+        svg = path.with_suffix(".svg")
+        svg.write_text(f"<svg xmlns='http://www.w3.org/2000/svg' width='900' height='{y}'>{''.join(lines)}</svg>")
+        return svg
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_mem, ax_lat) = plt.subplots(1, 2, figsize=(11, 4))
+    for ws, rows in results.items():
+        xs = [r["connections"] for r in rows]
+        ax_mem.plot(xs, [r["bytes_per_connection"] / 1024 for r in rows], marker="o", label=ws)
+        ax_lat.plot(xs, [r["p99_ms"] for r in rows], marker="o", label=f"{ws} p99")
+    ax_mem.set_title("server RSS per connection (KiB)")
+    ax_lat.set_title("delivery p99 (ms)")
+    for ax in (ax_mem, ax_lat):
+        ax.set_xscale("log")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--connections", default="1000,5000,20000")
+    parser.add_argument("--ws", default="websockets-sansio,websockets", help="uvicorn --ws implementations")
+    parser.add_argument("--events", type=int, default=300)
+    parser.add_argument("--pause-ms", type=float, default=5.0)
+    parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--secret", help=argparse.SUPPRESS)
+    parser.add_argument("--redis", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    raise_fd_limit()
+    if args.client:
+        asyncio.run(client_main(args))
+        return
+
+    model, flags = cpu_model_and_flags()
+    print(f"CPU: {model}, {os.cpu_count()} CPUs; flags: {' '.join(f for f in flags if f.startswith('avx512'))}")
+    run = uuid.uuid4().hex[:8]
+    secret = secrets.token_urlsafe(48)
+    settings = Settings(
+        postgres={"shards": 2, "shard_db_prefix": f"lakehouse_bench_{run}_"}, redis={"key_prefix": f"bench:{run}:"}
+    )
+    env = {
+        "LAKEHOUSE_POSTGRES__SHARDS": "2",
+        "LAKEHOUSE_POSTGRES__SHARD_DB_PREFIX": settings.postgres.shard_db_prefix,
+        "LAKEHOUSE_REDIS__KEY_PREFIX": settings.redis.key_prefix,
+        "LAKEHOUSE_API__JWT_SECRET": secret,
+        "LAKEHOUSE_API__LOG_LEVEL": "WARNING",
+    }
+    sizes = [int(n) for n in args.connections.split(",")]
+    results: dict[str, list[dict[str, Any]]] = {}
+    create_databases(settings.postgres)
+    try:
+        migrate(settings.postgres)
+        for ws in args.ws.split(","):
+            uvicorn_args = ["--workers", "1", "--no-access-log", "--log-level", "warning", "--ws", ws]
+            uvicorn_args += ["--limit-concurrency", "100000", "--backlog", "4096"]
+            server = Server("api.main:app_from_env", env, ready_path="/readyz", uvicorn_args=uvicorn_args)
+            with server:  # the server inherits this process's raised descriptor limit
+                for n in sizes:
+                    row = measure(server, settings, secret, n, args)
+                    results.setdefault(ws, []).append(row)
+                    print(
+                        f"  {ws:<18}{n:>7} connections: {row['bytes_per_connection'] / 1024:6.1f} KiB each, "
+                        f"Redis clients {row['redis_clients_before']} -> {row['redis_clients_open']} "
+                        f"(API pub/sub connections {row['api_pubsub_connections']}), delivery p50 "
+                        f"{row['p50_ms']:.1f} ms p99 {row['p99_ms']:.1f} ms, connected in {row['connect_seconds']} s",
+                        flush=True,
+                    )
+    finally:
+        drop_databases(settings.postgres)
+
+    print(f"\n{'ws':<18}{'conns':>7}{'KiB/conn':>10}{'RSS MB':>8}{'redis clients':>15}{'p50 ms':>8}{'p99 ms':>8}")
+    for ws, rows in results.items():
+        for row in rows:
+            print(
+                f"{ws:<18}{row['connections']:>7}{row['bytes_per_connection'] / 1024:>10.1f}"
+                f"{row['server_rss_open_mb']:>8.0f}{row['redis_clients_before']:>7} ->{row['redis_clients_open']:>5}"
+                f"{row['p50_ms']:>8.1f}{row['p99_ms']:>8.1f}"
+            )
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    out = OUT_DIR / "websockets.json"
+    out.write_text(
+        json.dumps(
+            {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpu_model": model, "results": results},
+            indent=2,
+        )
+    )
+    print(f"wrote {out} and {plot(results, OUT_DIR / 'websockets.png')}")
+
+
+if __name__ == "__main__":
+    main()
