@@ -95,7 +95,13 @@ async function signIn(email, password) {
 function signOut(message = "Signed out.") {
   if (state.refresh) api("/v1/auth/logout", { method: "POST", body: { refresh_token: state.refresh } });
   sessionStorage.clear();
+  for (const form of document.querySelectorAll("form")) form.reset(); // no password or answer stays behind
   state.access = state.refresh = state.me = state.course = null;
+  // Nothing of the previous user stays on the page for the next one.
+  state.jobs = new Map();
+  state.documents = new Map();
+  for (const id of ["progress", "documents", "hits", "notes", "quiz", "quiz-result", "cards", "join-code", "search-count"])
+    $(id).replaceChildren();
   if (state.socket) state.socket.close(1000);
   state.socket = null;
   for (const id of ["course-panel", "upload-panel", "search-panel", "notes-panel", "quiz-panel", "cards-panel", "who"])
@@ -170,7 +176,7 @@ async function loadDocuments() {
   );
 }
 
-function upload(files) {
+function upload(files, retried = false) {
   const pdfs = [...files].filter((f) => f.type === "application/pdf" || f.name.toLowerCase().endsWith(".pdf"));
   if (!state.course) return say("Choose or create a course first.", true);
   if (!pdfs.length) return say("Only PDF files can be uploaded.", true);
@@ -185,7 +191,12 @@ function upload(files) {
     if (event.lengthComputable) renderProgress(row, { stage: "uploading", done: event.loaded, total: event.total });
   };
   request.onerror = () => renderProgress(row, { stage: "failed", error: "the upload did not reach the server" });
-  request.onload = () => {
+  request.onload = async () => {
+    if (request.status === 401 && !retried && state.refresh) {
+      row.remove();
+      if (await refreshTokens()) upload(files, true); // the access token expired: once more with a new one
+      return;
+    }
     let data = null;
     try { data = JSON.parse(request.responseText); } catch { /* not JSON */ }
     if (request.status !== 202) {
@@ -222,15 +233,18 @@ function renderProgress(row, { stage, done = 0, total = null, eta = null, error 
   stageNode.textContent = `${stage}${total ? ` ${percent}%` : ""}`;
   stageNode.className = `stage ${stage}`;
   row.querySelector("progress").value = percent;
-  const detail = error || [total && stage !== "uploading" ? `${done} of ${total} pages` : "", duration(eta)]
+  const working = stage !== "indexed" && stage !== "ready" && stage !== "failed";
+  const detail = error || [total && stage !== "uploading" ? `${done} of ${total} pages` : "", working ? duration(eta) : ""]
     .filter(Boolean).join(" · ");
   row.querySelector(".detail").textContent = detail;
 }
 
 function track(jobId, label, onDone) {
-  const entry = state.jobs.get(jobId) || { label, onDone };
+  const entry = state.jobs.get(jobId) || {};
+  Object.assign(entry, { label, onDone: onDone || entry.onDone });
   state.jobs.set(jobId, entry);
-  progressRow(jobId, label);
+  // The WebSocket may have shown the job before the upload answered: name its row properly.
+  progressRow(jobId, label).querySelector(".name").textContent = label;
   return entry;
 }
 
@@ -292,14 +306,21 @@ async function refetchJobs() {
 }
 
 // ---- search ------------------------------------------------------------------------------------
+const EXCERPT = 320; // characters of a passage shown around its first match
+
 function highlighted(text, query) {
   const terms = query.split(/\s+/).filter((t) => t.length > 1).map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
   const node = el("p");
   if (!terms.length) {
-    node.textContent = text;
+    node.textContent = text.length > EXCERPT ? `${text.slice(0, EXCERPT)}…` : text;
     return node;
   }
   const pattern = new RegExp(`(${terms.join("|")})`, "gi");
+  if (text.length > EXCERPT) {
+    const first = text.search(pattern);
+    const from = Math.max(0, (first < 0 ? 0 : first) - EXCERPT / 3);
+    text = `${from > 0 ? "…" : ""}${text.slice(from, from + EXCERPT)}${from + EXCERPT < text.length ? "…" : ""}`;
+  }
   text.split(pattern).forEach((part, index) => node.append(index % 2 ? el("mark", { text: part }) : part));
   return node;
 }
