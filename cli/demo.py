@@ -286,6 +286,11 @@ def run_demo(settings: Settings, *, console: Console, pages: int = DEMO_PAGES) -
             from cli.demo_study import run_study_steps
 
             run_study_steps(settings, step, client, session["document"], console)
+            from cli.demo_warehouse import run_warehouse_steps
+
+            run_warehouse_steps(
+                settings, step, client, course_id=session["course"], document_id=session["document"], console=console
+            )
         client.close()
     return report
 

@@ -19,9 +19,11 @@ and each run writes one ``warehouse_operations`` row per source.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -177,7 +179,7 @@ class WarehouseLoader:
         import pyarrow as pa
 
         rows = 0
-        for batch in batches:
+        for batch in prefetched(batches):
             if batch.num_rows == 0:
                 continue
             data = pa.Table.from_batches([batch]).append_column(
@@ -232,6 +234,29 @@ class WarehouseLoader:
             column_names=["run_id", "source", "started_at", "seconds", "rows", "dead_letters", "watermark", "status",
                           "detail"],
         )  # fmt: skip
+
+
+def prefetched(items: Iterable[Any], *, depth: int = 2) -> Iterator[Any]:
+    """``items`` read ahead by a thread (Parquet decoding and the engine's INSERT both release the
+    GIL, so reading the next batch overlaps inserting this one)."""
+    ahead: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    done = object()
+
+    def read() -> None:
+        try:
+            for item in items:
+                ahead.put(item)
+            ahead.put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            ahead.put(exc)
+
+    reader = threading.Thread(target=read, name="warehouse-prefetch", daemon=True)
+    reader.start()
+    while (item := ahead.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+    reader.join()
 
 
 def load_warehouse(
