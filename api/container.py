@@ -122,7 +122,7 @@ class Services:
             documents=documents,
             jobs=jobs,
             uploads=uploads,
-            search=SearchService(settings, courses),
+            search=SearchService(settings, courses, analytics=analytics),
             study=StudyService(
                 settings,
                 documents=document_records,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from api.auth import Principal
 from api.errors import ServiceUnavailable
 from api.services import CourseService
+from core.events import EVENT_SEARCH
 from core.settings import Settings
 
 if TYPE_CHECKING:
@@ -29,9 +30,10 @@ LOAD_WAIT_S = 120.0
 
 
 class SearchService:
-    def __init__(self, settings: Settings, courses: CourseService) -> None:
+    def __init__(self, settings: Settings, courses: CourseService, *, analytics: Any = None) -> None:
         self.settings = settings
         self.courses = courses
+        self.analytics = analytics  # streaming.analytics.AnalyticsPublisher: off the request's path
         self._loaded = threading.Event()
         self._error: str | None = None
         self._db: Any = None
@@ -91,6 +93,10 @@ class SearchService:
         hits = hybrid_search(
             self._db, str(course_id), query, k, self._embedder, settings=self.settings.lancedb, mode=mode
         )
+        if self.analytics is not None:
+            self.analytics.emit(EVENT_SEARCH, user_id=str(principal.user_id), course_id=str(course_id),
+                                result_count=len(hits), top_score=hits[0].score if hits else None, mode=mode,
+                                query=query[:200])  # fmt: skip
         return [
             {
                 "chunk_id": hit.chunk_id,

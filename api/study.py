@@ -19,6 +19,7 @@ from api.auth import Principal
 from api.cache import CacheAside, RedisDown
 from api.errors import NotFound, ProblemError, ServiceUnavailable
 from api.services import CourseService, JobService
+from core.events import EVENT_NOTES_VIEWED, EVENT_QUIZ_STARTED
 from core.keys import card_key, course_cards_key, document_by_id_key, gold_rows_key, quiz_items_key
 from core.settings import Settings
 from lake import gold
@@ -168,6 +169,8 @@ class StudyService:
         row = gold.latest(self._gold(gold.GOLD_NOTES, document))
         if row is None:
             raise NotReady("Notes for this document are not generated yet; POST to this URL to ask for them.")
+        self.analytics.emit(EVENT_NOTES_VIEWED, user_id=str(principal.user_id), course_id=str(document["course_id"]),
+                            document_id=str(document["id"]), version=document["version"])  # fmt: skip
         return {"document_id": document["id"], "version": document["version"], **json.loads(row["payload"])}
 
     # ---- quizzes -------------------------------------------------------------------------------
@@ -181,6 +184,8 @@ class StudyService:
             (i for i in self._gold(gold.GOLD_QUIZ_ITEMS, document) if i["quiz_id"] == quiz["quiz_id"]),
             key=lambda i: i["position"],
         )
+        self.analytics.emit(EVENT_QUIZ_STARTED, user_id=str(principal.user_id), course_id=str(document["course_id"]),
+                            quiz_id=quiz["quiz_id"], document_id=str(document["id"]))  # fmt: skip
         return {
             "quiz_id": quiz["quiz_id"],
             "document_id": document["id"],
