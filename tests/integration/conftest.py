@@ -80,6 +80,7 @@ _SERVICES_BY_FOLDER = {
     "spark_jobs": ("spark", "kafka", "postgres", "redis"),
     "dags": ("spark", "kafka", "redis", "airflow"),
     "streaming": ("kafka",),
+    "warehouse": ("postgres", "kafka"),
     "web": ("spark", "kafka", "postgres", "redis"),
     "edge": ("postgres", "redis", "kafka"),
 }
