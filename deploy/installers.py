@@ -72,9 +72,9 @@ def find_postgres_bin() -> Path | None:
 
 
 # Programs the tests and benches drive, by the Debian package that provides them: the native
-# load generator (bench/api.py), the L7 load balancer (deploy/nginx) and the headless browser
-# of the web page's test.
-TOOL_PACKAGES = {"wrk": "wrk", "nginx": "nginx", "chromium": "chromium"}
+# load generator (bench/api.py), the L7 load balancer (deploy/nginx), the headless browser
+# of the web page's test and the compose file's validator (deploy/manifests.py).
+TOOL_PACKAGES = {"wrk": "wrk", "nginx": "nginx", "chromium": "chromium", "docker-compose": "docker-compose"}
 
 
 def ensure_debian_packages(*, need_postgres: bool, need_redis: bool, need_maven: bool, report: Report) -> None:
