@@ -94,8 +94,11 @@ def sql(
     shown = format_rows(columns, rows, fmt)  # type: ignore[arg-type]
     if isinstance(shown, str):
         sys.stdout.write(shown if shown.endswith("\n") else shown + "\n")
-    else:
+    elif rows:
         _out.print(shown)
+        _out.print(f"({len(rows)} rows)")
+    else:
+        _out.print("(0 rows)")  # chdb returns no column names with an empty result
 
 
 def default_report_path(settings: Settings) -> Path:
