@@ -56,6 +56,10 @@ def stack_up(
     api_instances: Annotated[
         int, typer.Option("--api-instances", min=0, help="Also start N API processes behind nginx (edge.port)")
     ] = 0,
+    spark_cluster: Annotated[
+        bool,
+        typer.Option("--spark-cluster", help="Also start a Spark standalone master and worker (spark.cluster_port)"),
+    ] = False,
 ) -> None:
     """Install what is missing and start every service (idempotent)."""
     from deploy.edge import Edge
@@ -68,12 +72,21 @@ def stack_up(
         stack = Stack(settings, report=_report)
         statuses = stack.up()
         edge = Edge(stack).up(instances=api_instances) if api_instances else None
+        if spark_cluster:
+            from deploy.spark_cluster import spark_cluster_service
+
+            stack.start(spark_cluster_service(stack, None))
     except (ServiceStartError, InstallError) as exc:
         err.print(f"[red]stack up failed:[/red] {exc}")
         raise typer.Exit(1) from exc
     _print_status(statuses)
     if edge is not None:
         console.print(f"web page and API through nginx: {edge.url} (API instances on ports {edge.api_ports})")
+    if spark_cluster:
+        console.print(
+            f"Spark standalone cluster: {settings.spark.cluster_master_url} (master UI on port "
+            f"{settings.spark.cluster_port + 1}); run the job on it with LAKEHOUSE_SPARK__MASTER set to that URL"
+        )
     console.print(f"[setup] {'stack up total':<28} {time.perf_counter() - started:6.1f} s", markup=False)
 
 
@@ -102,14 +115,14 @@ def stack_status() -> None:
 
 @stack_app.command("logs")
 def stack_logs(
-    service: Annotated[str, typer.Argument(help="postgres | redis | kafka | objectstore | redis-cluster")],
+    service: Annotated[str, typer.Argument(help="postgres | redis | kafka | objectstore | redis-(spark-)cluster")],
     lines: Annotated[int, typer.Option("--lines", "-n", min=1)] = 50,
 ) -> None:
     """The last lines of a service's log."""
     from deploy.stack import Stack
 
     stack = Stack(_settings())
-    if service not in {"postgres", "redis", "kafka", "objectstore", "redis-cluster"}:
+    if service not in {"postgres", "redis", "kafka", "objectstore", "redis-cluster", "spark-cluster"}:
         err.print(f"[red]unknown service {service!r}[/red]: choose postgres, redis, kafka, objectstore, redis-cluster")
         raise typer.Exit(2)
     console.print(f"[dim]{stack.log_file(service)}[/dim]")

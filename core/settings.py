@@ -37,8 +37,8 @@ class StackSettings(_Section):
     )
     start_timeout_s: float = Field(60.0, gt=0, description="Seconds a service may take to become healthy")
     install_missing: bool = Field(True, description="Install missing Debian packages / jars / binaries on `stack up`")
-    services: tuple[Literal["postgres", "redis", "kafka", "objectstore", "redis-cluster"], ...] = Field(
-        ("postgres", "redis", "kafka", "objectstore"), description="Services `stack up` starts"
+    services: tuple[Literal["postgres", "redis", "kafka", "objectstore", "redis-cluster", "spark-cluster"], ...] = (
+        Field(("postgres", "redis", "kafka", "objectstore"), description="Services `stack up` starts")
     )
 
 
@@ -95,6 +95,15 @@ class SparkSettings(_Section):
     jars_classpath_file: Path | None = Field(
         None, description="File listing the connector jars; defaults to the one `stack up` resolves"
     )
+    cluster_port: int = Field(
+        27077, ge=1, le=65532, description="Local standalone master (`stack up --spark-cluster`); UIs, worker: +1..+3"
+    )
+    cluster_worker_cores: int = Field(1, ge=1, description="Cores of the local standalone worker")
+    cluster_worker_memory: str = Field("1g", description="Memory the local standalone worker offers executors")
+
+    @property
+    def cluster_master_url(self) -> str:
+        return f"spark://127.0.0.1:{self.cluster_port}"
 
 
 class PostgresSettings(_Section):

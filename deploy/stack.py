@@ -77,6 +77,7 @@ class Stack:
     def services(self, tools: Tools | None) -> list[Service]:
         wanted = self.settings.stack.services
         from deploy import services
+        from deploy.spark_cluster import spark_cluster_service
 
         builders = {
             "postgres": services.postgres_service,
@@ -84,6 +85,7 @@ class Stack:
             "kafka": services.kafka_service,
             "objectstore": services.minio_service,
             "redis-cluster": services.redis_cluster_service,
+            "spark-cluster": spark_cluster_service,
         }
         return [builders[name](self, tools) for name in wanted]
 
