@@ -70,6 +70,9 @@ def configure(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
+INDEX_SETTINGS = {"chunks_table", "vector_index_min_rows"}
+
+
 def extractor_of(settings: Settings) -> str:
     return str(getattr(settings.ingest, "extractor", "pypdf"))
 
@@ -81,8 +84,9 @@ def build_inputs(settings: Settings) -> dict[str, Any]:
     from processing.embedding import resolve_precision
 
     embedding = settings.embedding
-    lancedb = settings.lancedb.model_dump(mode="json")
-    lancedb.pop("uri")
+    # Only what the writer puts in the table: query-time settings (fusion, candidates, probes)
+    # change the results, not the index, and are recorded with each run instead.
+    lancedb = settings.lancedb.model_dump(mode="json", include=INDEX_SETTINGS)
     return {
         "corpus": f"{PACKAGE}={VERSION}",
         "documents": DOCUMENTS,
@@ -341,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": cpu(),
         "index": {"path": str(path), "cached": cached, "rows": table.count_rows(), "indexes": stats, **meta},
         "k": K,
+        "search_settings": settings.lancedb.model_dump(mode="json", exclude={"uri", *INDEX_SETTINGS}),
         "results": figures,
         "queries": details,
     }

@@ -96,6 +96,8 @@ def hybrid_search(
         k=k,
         phrase=query if mode != "vector" else None,
         phrase_rows=phrase_rows,
+        vector_weight=settings.vector_weight,
+        text_weight=settings.text_weight,
         phrase_weight=settings.phrase_weight,
         one_per_page=settings.one_hit_per_page,
     )
@@ -160,10 +162,13 @@ def fuse(
     k: int,
     phrase: str | None = None,
     phrase_rows: list[dict[str, Any]] | None = None,
+    vector_weight: float = 1.0,
+    text_weight: float = 1.0,
     phrase_weight: float = 1.0,
     one_per_page: bool = False,
 ) -> list[dict]:
-    """Reciprocal rank fusion of the ranked lists (rows keyed by ``chunk_id``), best first.
+    """Weighted reciprocal rank fusion of the ranked lists (rows keyed by ``chunk_id``), best
+    first: each list adds ``weight / (rrf_k + rank)``.
 
     With ``phrase`` (of ``PHRASE_MIN_WORDS`` words or more), the chunks that contain it verbatim
     (case and punctuation aside) form a third list weighted ``phrase_weight``, taken from
@@ -177,8 +182,8 @@ def fuse(
     ``one_per_page``, only the best chunk of each page span is kept (the rest would repeat the
     same citation)."""
     lists: list[tuple[str, list[dict[str, Any]], float]] = [
-        ("vector_rank", vector_rows, 1.0),
-        ("text_rank", text_rows, 1.0),
+        ("vector_rank", vector_rows, vector_weight),
+        ("text_rank", text_rows, text_weight),
     ]
     wanted = normalized_words(phrase or "")
     if len(wanted.split()) >= PHRASE_MIN_WORDS:
