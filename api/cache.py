@@ -30,6 +30,7 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 
 from api.metrics import Metrics
+from api.redis_wire import WireRedis
 from core.settings import RedisSettings
 
 log = logging.getLogger("api.cache")
@@ -64,6 +65,9 @@ class RedisGateway:
         self._lock = threading.Lock()
         self._release = self.client.register_script(_RELEASE_LOCK)
         self.aclient = _async_client(settings)
+        # The hot path's commands (the edge script, cache MGETs) on one pipelined connection;
+        # on a cluster they go through redis-py, which routes each key to its node.
+        self.wire = None if settings.cluster else WireRedis(settings.dsn, timeout_s=settings.socket_timeout_s)
 
     def key(self, name: str) -> str:
         return f"{self.settings.key_prefix}{name}"
@@ -123,15 +127,19 @@ class RedisGateway:
     async def aget_many(self, keys: list[str]) -> list[str | None]:
         """Values of ``keys`` in one round trip (MGET), or one GET each on a cluster (keys of
         different slots); raises RedisDown."""
-        if self.settings.cluster:
+        wire = self.wire
+        if wire is None:
             return await self.acall("cache_get", lambda c: asyncio.gather(*(c.get(key) for key in keys)))
-        return await self.acall("cache_get", lambda c: c.mget(keys))
+        return await self.acall("cache_get", lambda _c: wire.execute("MGET", *keys))
 
     async def aeval(self, operation: str, script: str, keys: list[str], args: list[Any]) -> Any:
         """Runs a Lua script by its SHA (loading it on first use); raises RedisDown."""
         from redis import exceptions as rx
 
         sha = _sha(script)
+        wire = self.wire
+        if wire is not None:
+            return await self.acall(operation, lambda _c: wire.evalsha_or_eval(sha, script, keys, args))
 
         async def run(client: Any) -> Any:
             try:
@@ -166,6 +174,8 @@ class RedisGateway:
             log.debug("closing redis client failed", exc_info=True)
 
     async def aclose(self) -> None:
+        if self.wire is not None:
+            self.wire.close()
         try:
             await self.aclient.aclose()
         except Exception:
