@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.kafka import register as register_kafka
+from cli.quality import register as register_quality
 from cli.warehouse import register as register_warehouse
 from core.settings import Settings
 
@@ -32,6 +33,7 @@ jobs_app = typer.Typer(help="Ingestion jobs", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
 airflow_app = typer.Typer(help="The local Airflow: api-server, scheduler, dag-processor", no_args_is_help=True)
 app.add_typer(airflow_app, name="airflow")
+register_quality(app)  # lakehouse quality check (cli/quality.py)
 register_warehouse(app)  # lakehouse sql / report / warehouse load|migrate (cli/warehouse.py)
 register_kafka(app)  # lakehouse kafka topics|consume|groups (cli/kafka.py)
 # Piped output (CI logs, `| tee`) gets a wide console so tables do not wrap into columns of words.
