@@ -54,7 +54,15 @@ def generate_quizzes() -> None:
         final = context["ti"].try_number > context["ti"].max_tries
         return generate_for_run(Settings(), "quiz", document, run_at=context["dag_run"].run_after, final_attempt=final)
 
-    generate.expand(document=find_documents())
+    @task
+    def check_quality() -> dict:
+        """Great Expectations suites of the gold tables just written; a failed expectation fails the run."""
+        from core.settings import Settings
+        from quality.runner import check_study_outputs
+
+        return check_study_outputs(Settings(), "quiz")
+
+    generate.expand(document=find_documents()) >> check_quality()
 
 
 generate_quizzes()

@@ -52,7 +52,15 @@ def summarise_documents() -> None:
         final = context["ti"].try_number > context["ti"].max_tries
         return generate_for_run(Settings(), "notes", document, run_at=context["dag_run"].run_after, final_attempt=final)
 
-    summarise.expand(document=find_documents())
+    @task
+    def check_quality() -> dict:
+        """Great Expectations suites of the gold tables just written; a failed expectation fails the run."""
+        from core.settings import Settings
+        from quality.runner import check_study_outputs
+
+        return check_study_outputs(Settings(), "notes")
+
+    summarise.expand(document=find_documents()) >> check_quality()
 
 
 summarise_documents()

@@ -191,3 +191,17 @@ def require_passing(settings: Settings, tables: list[str] | None = None) -> Repo
     if not report.success:
         raise QualityCheckFailed("quality check failed:\n" + "\n".join(report.failures()))
     return report
+
+
+# The gold tables each study DAG writes (the suites a DAG's quality task runs after its writes).
+STUDY_DAG_TABLES: dict[str, tuple[str, ...]] = {
+    "notes": ("gold/notes",),
+    "quiz": ("gold/quizzes", "gold/quiz_items", "gold/flashcards"),
+}
+
+
+def check_study_outputs(settings: Settings, kind: str) -> dict[str, Any]:
+    """The quality task of a study DAG (``kind`` notes | quiz): runs the suites of the gold
+    tables it wrote; raises ``QualityCheckFailed`` (failing the run) naming the failing rows."""
+    report = require_passing(settings, list(STUDY_DAG_TABLES[kind]))
+    return {r.suite: {"status": r.status, "rows": r.rows, "expectations": r.expectations} for r in report.results}

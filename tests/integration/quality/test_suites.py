@@ -59,6 +59,8 @@ def test_every_suite_passes_on_a_consistent_lake(test_lake: kit.TestLake) -> Non
     assert next(r for r in report.results if r.suite == CONSISTENCY).rows == 2
     assert report.data_docs is not None and report.data_docs.exists()
     assert "chunks" in report.data_docs.read_text()
+    # What the study DAGs' quality task runs after their gold writes.
+    assert runner.check_study_outputs(test_lake.settings, "quiz")["gold/quiz_items"]["status"] == "passed"
 
 
 def test_corrupted_rows_fail_their_expectations_by_id(test_lake: kit.TestLake) -> None:
