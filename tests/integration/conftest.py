@@ -83,6 +83,8 @@ _SERVICES_BY_FOLDER = {
     "warehouse": ("postgres", "kafka"),
     "web": ("spark", "kafka", "postgres", "redis"),
     "edge": ("postgres", "redis", "kafka"),
+    "quality": ("postgres",),
+    "security": ("postgres", "redis", "kafka"),
 }
 
 

@@ -65,12 +65,21 @@ def chunk(document_id: str, course_id: str, index: int, *, page: int = 1, chunk_
     }  # fmt: skip
 
 
-def _gold(settings: Settings, document_id: str, course_id: str, chunk_ids: list[str]) -> None:
+def gold_rows(settings: Settings, document_id: str, course_id: str, chunk_ids: list[str]) -> None:
     key = {"document_id": document_id, "version": 1, "course_id": course_id, "generator": "offline",
            "generator_version": GENERATOR, "run_at": RUN_AT}  # fmt: skip
     cited = {"text": "A sentence.", "pages": [1, PAGES]}
-    payload = {"overview": [cited], "sections": [{"sentences": [cited]}], "key_terms": [{"definition": cited}]}
-    notes = {**key, "notes_id": str(uuid.uuid4()), "sections": 1, "key_terms": 1, "citation_precision": 1.0,
+    notes_id = str(uuid.uuid4())
+    payload = {
+        "notes_id": notes_id, "document_id": document_id, "version": 1, "course_id": course_id,
+        "generator": "offline", "generator_version": GENERATOR, "overview": [cited],
+        "sections": [{"section": {"section_id": "s1", "title": "One", "page_start": 1, "page_end": PAGES},
+                      "sentences": [cited]}],
+        "key_terms": [{"term": "Term", "definition": cited}],
+        "quality": {"citation_precision": 1.0, "section_coverage": 1.0, "sections": 1, "sections_covered": 1,
+                    "flagged": False, "reasons": []},
+    }  # fmt: skip
+    notes = {**key, "notes_id": notes_id, "sections": 1, "key_terms": 1, "citation_precision": 1.0,
              "section_coverage": 1.0, "flagged": False, "payload": json.dumps(payload)}  # fmt: skip
     quiz_id = str(uuid.uuid4())
     quiz = {**key, "quiz_id": quiz_id, "items": 2, "answerability": 1.0, "duplicate_rate": 0.0, "flagged": False,
@@ -145,6 +154,6 @@ def build(settings: Settings) -> TestLake:
     vectors.upsert_chunks(lance, vectors.from_silver_chunks(tables.arrow_rows(tables.SILVER_CHUNKS, chunks)))
     for d in documents:
         lake.chunk_ids[d] = [c["chunk_id"] for c in chunks if c["document_id"] == d]
-    _gold(settings, documents[0], course_id, lake.chunk_ids[documents[0]])
+    gold_rows(settings, documents[0], course_id, lake.chunk_ids[documents[0]])
     _postgres(settings, course_id, documents)
     return lake
