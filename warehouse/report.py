@@ -137,7 +137,8 @@ def render_report(client: Client, path: Path, *, title: str = "Lakehouse for Lea
             body.append(f'<p class="note">{html.escape(note)}</p>')
         if chart and rows:
             label_at, series, unit = chart
-            labels = [_fmt(r[label_at]) if label_at != 1 or len(columns) < 3 else _label(r, label_at) for r in rows]
+            per_course = columns[0] == "course_id" and label_at != 0
+            labels = [_label(r, label_at) if per_course else _fmt(r[label_at]) for r in rows]
             values = {name: [_number(r[i]) for r in rows] for name, i in series.items()}
             body.append(bar_chart(labels, values, title=heading, unit=unit))
         body.append(_table(columns, rows))
