@@ -127,3 +127,32 @@ def test_a_quiz_item_citing_a_missing_chunk_and_a_note_citing_a_missing_page_fai
     print(message)
     assert f"source_chunk_in_silver): 1 unexpected; rows: {items[0]['item_id']}" in message
     assert f"cited_pages_out_of_range): 1 unexpected; rows: {notes[0]['notes_id']}" in message
+
+
+def test_the_command_prints_the_table_and_exits_1_on_a_failed_expectation(test_lake: kit.TestLake) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from core.settings import PROJECT_ROOT
+    from deploy.edge import settings_environment
+
+    settings, first = test_lake.settings, test_lake.documents[0]
+    env = {**os.environ, **settings_environment(settings), "PYTHONPATH": str(PROJECT_ROOT)}
+    command = [sys.executable, "-m", "cli.main", "quality", "check", "--table", gold.GOLD_FLASHCARDS]
+    good = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "gold/flashcards" in good.stdout and "passed" in good.stdout
+    cards = gold.read_where(settings, gold.GOLD_FLASHCARDS, document_id=first)
+    where: dict[str, Any] = {"document_id": first, "version": 1, "generator_version": kit.GENERATOR}
+    gold.replace_rows(settings, gold.GOLD_FLASHCARDS, [{**cards[0], "page": kit.PAGES + 1}], **where)
+    try:
+        bad = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT)
+    finally:
+        gold.replace_rows(settings, gold.GOLD_FLASHCARDS, cards, **where)
+    print(bad.stdout)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert f"page_within_document): 1 unexpected; rows: {cards[0]['card_id']}" in bad.stdout
+    unknown = subprocess.run([*command[:-1], "gold/nothing"], env=env, capture_output=True, text=True, timeout=120,
+                             cwd=PROJECT_ROOT)  # fmt: skip
+    assert unknown.returncode == 2

@@ -81,7 +81,7 @@ def test_forged_tokens_are_refused(world: World) -> None:
     print(f"JWT attacks: {len(attacks)} tokens x 3 requests, all 401")
 
 
-def test_an_instance_refuses_to_start_with_the_published_key_outside_tests(api_settings: Settings) -> None:
+def test_settings_refuse_the_published_key_outside_tests(api_settings: Settings) -> None:
     data = api_settings.model_dump()
     data["api"]["jwt_secret"] = PUBLISHED_KEY
     with pytest.raises(ValueError, match="published key"):
