@@ -161,6 +161,9 @@ class LanceDBSettings(_Section):
         5000, ge=256, description="Build the IVF_PQ vector index once the table has this many rows"
     )
     nprobes: int = Field(20, ge=1, description="IVF partitions probed per vector query")
+    flat_scan_max_rows: int = Field(
+        50_000, ge=0, description="A course with at most this many chunks is searched by exact scan, not the IVF index"
+    )
     refine_factor: int = Field(10, ge=1, description="Re-rank refine_factor * k candidates on full vectors")
     rrf_k: int = Field(30, ge=1, description="Reciprocal rank fusion constant (bench/retrieval.py chose 30 over 60)")
     vector_weight: float = Field(1.0, ge=0, description="Weight of the vector list in the fusion")
@@ -274,6 +277,9 @@ class IngestSettings(_Section):
     read_backoff_max_s: float = Field(5.0, ge=0, description="Longest wait between two reads of a raw upload")
     heartbeat_ttl_s: float = Field(
         30.0, gt=0, description="Lifetime of the stream's Redis heartbeat; refreshed at each trigger and idle event"
+    )
+    metrics_port: int = Field(
+        28090, ge=0, le=65535, description="Loopback port of the stream's Prometheus metrics (0: not served)"
     )
 
     @model_validator(mode="after")

@@ -87,8 +87,10 @@ def test_hybrid_search_fuses_vector_and_text_hits_within_the_course(lance):
     assert hits == sorted(hits, key=lambda h: -h.score)
 
 
-def test_hybrid_search_with_a_vector_index_keeps_recall_with_refine(lance):
+@pytest.mark.parametrize("flat_scan_max_rows", [0, 50_000], ids=["ivf-index", "exact-scan"])
+def test_hybrid_search_with_a_vector_index_keeps_recall_with_refine(lance, flat_scan_max_rows):
     settings, db, table = lance
+    settings = settings.model_copy(update={"flat_scan_max_rows": flat_scan_max_rows})
     rng = np.random.default_rng(4)
     rows = _rows("d1", 1, 600, rng=rng)
     vectors.upsert_chunks(table, vectors.chunk_rows(rows))
