@@ -189,7 +189,8 @@ def main() -> None:
             row = run_wrk(f"{edge.url}/assets/{asset}", token="", seconds=args.seconds, connections=args.connections,
                           script=script)  # fmt: skip
             floor.append(row)
-            print(f"round {round_} {'nginx static (floor)':<26}: {row['rps']:7.0f} req/s  p99 {row['p99_ms']:.1f} ms")
+            print(f"round {round_} {'nginx static (floor)':<26}: {row['rps']:7.0f} req/s  p99 {row['p99_ms']:.1f} ms  "
+                  f"non-2xx {row['non_2xx']}")  # fmt: skip
     finally:
         edge.down()
         drop_databases(settings.postgres)

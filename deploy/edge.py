@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import signal
 import sys
 import urllib.request
@@ -111,9 +112,13 @@ class Edge:
             f"        server {LOOPBACK}:{port} max_fails={edge.max_fails} fail_timeout={edge.fail_timeout_s}s;"
             for port in ports
         )
+        # As root, nginx's workers would run as nobody, who may not read a private state dir (pytest's
+        # tmp dirs are 0700): they run as the state dir's owner instead. Not root: nginx keeps its user.
+        owner = pwd.getpwuid(self.prefix.parent.stat().st_uid).pw_name if os.geteuid() == 0 else None
         page_headers = "\n".join(f'            add_header {k} "{v}" always;' for k, v in PAGE_HEADERS.items())
         values = {
             "PREFIX": str(self.prefix),
+            "USER": f"user {owner};" if owner else "",
             "SERVERS": servers,
             "PORT": str(edge.port),
             "MAX_BODY": str(self.settings.api.max_upload_bytes),
