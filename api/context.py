@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 _VALID_INCOMING = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
 # Fields a log call may add with ``extra=`` that the JSON line carries as its own keys.
-LOG_FIELDS = ("method", "path", "status", "duration_ms", "client")
+LOG_FIELDS = ("method", "path", "status", "duration_ms", "client", "document_id", "job_id", "trace_id", "stage")
 
 
 def current_request_id() -> str | None:

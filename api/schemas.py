@@ -165,6 +165,7 @@ class UploadedDocument(_Response):
     status: DocumentStatus
     duplicate: bool = Field(description="True when the same bytes already exist in this course")
     location: str = Field(description="Where to follow this upload: the job, or the existing document")
+    trace_id: str | None = Field(None, description="The upload's trace id: `lakehouse trace DOCUMENT_ID` follows it")
 
 
 class UploadAccepted(_Response):

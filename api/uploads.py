@@ -28,6 +28,7 @@ from core.documents import PDF_MAGIC, display_filename, original_filename
 from core.events import TOPIC_DOCUMENTS_UPLOADED, DocumentUploaded
 from core.ids import uuid7
 from core.keys import raw_object_key
+from core.tracing import TRACEPARENT_HEADER, SpanIds, start_span
 from lake.store import ObjectStore
 
 log = logging.getLogger("api.uploads")
@@ -43,7 +44,15 @@ class UnsupportedMediaType(ProblemError):
 class Publisher(Protocol):
     """What uploads need of the event bus (``streaming.kafka.EventPublisher``)."""
 
-    def publish(self, topic: str, *, key: str, value: dict[str, Any], timeout_s: float = 10.0) -> None: ...
+    def publish(
+        self,
+        topic: str,
+        *,
+        key: str,
+        value: dict[str, Any],
+        timeout_s: float = 10.0,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -119,13 +128,26 @@ class UploadService:
         return checked
 
     def upload(
-        self, course_id: uuid.UUID, principal: Principal, files: list[IncomingFile], *, replace: bool
+        self,
+        course_id: uuid.UUID,
+        principal: Principal,
+        files: list[IncomingFile],
+        *,
+        replace: bool,
+        traceparent: str | None = None,
     ) -> list[dict[str, Any]]:
-        """One result per part: a new queued version with its job, or the existing duplicate."""
+        """One result per part: a new queued version with its job, or the existing duplicate. The
+        request's span continues ``traceparent`` (the caller's) or starts a trace; every result
+        carries its ``trace_id`` and the Kafka events its ``traceparent`` header."""
         self.courses.require_visible(course_id, principal)
-        return [self._one(str(course_id), principal, checked, replace=replace) for checked in self.validate(files)]
+        checked_files = self.validate(files)
+        attributes = {"course_id": str(course_id)}
+        with start_span("upload_documents", traceparent=traceparent, attributes=attributes) as span:
+            return [self._one(str(course_id), principal, c, replace=replace, span=span) for c in checked_files]
 
-    def _one(self, course_id: str, principal: Principal, checked: CheckedFile, *, replace: bool) -> dict[str, Any]:
+    def _one(
+        self, course_id: str, principal: Principal, checked: CheckedFile, *, replace: bool, span: SpanIds
+    ) -> dict[str, Any]:
         existing = self.documents.same_content(course_id, checked.sha256)
         if existing is not None and existing["status"] != "failed" and not replace:
             return {
@@ -135,6 +157,7 @@ class UploadService:
                 "filename": existing["filename"],
                 "status": existing["status"],
                 "duplicate": True,
+                "trace_id": span.trace_id,
             }
         if existing is not None:  # replace=true, or a failed version uploaded again
             document_id, version = existing["id"], existing["version"] + 1
@@ -162,7 +185,7 @@ class UploadService:
         except psycopg.errors.UniqueViolation:
             # A concurrent upload of the same bytes won the (course, sha256, version) race.
             self.store.delete(key)
-            return self._one(course_id, principal, checked, replace=False)
+            return self._one(course_id, principal, checked, replace=False, span=span)
         except BaseException:
             self.store.delete(key)  # no row owns these bytes: never leave them behind
             raise
@@ -182,7 +205,12 @@ class UploadService:
             replaces_version=replaces,
         )
         try:
-            self.publisher.publish(TOPIC_DOCUMENTS_UPLOADED, key=document_id, value=event.model_dump(mode="json"))
+            self.publisher.publish(
+                TOPIC_DOCUMENTS_UPLOADED,
+                key=document_id,
+                value=event.model_dump(mode="json"),
+                headers=[(TRACEPARENT_HEADER, span.traceparent.encode())],
+            )
         except Exception as exc:  # any broker failure: record it on the job, tell the caller
             reason = f"could not queue the document for processing: {type(exc).__name__}: {exc}"
             log.error("upload %s: %s", document_id, reason)
@@ -191,6 +219,10 @@ class UploadService:
             raise ServiceUnavailable(
                 "The processing queue is unavailable; the upload was not queued. Try again."
             ) from exc
+        log.info(
+            "document queued",
+            extra={"document_id": document_id, "job_id": job.job_id, "trace_id": span.trace_id, "stage": "queued"},
+        )
         return {
             "document_id": document_id,
             "version": version,
@@ -198,4 +230,5 @@ class UploadService:
             "filename": checked.display_name,
             "status": "queued",
             "duplicate": False,
+            "trace_id": span.trace_id,
         }

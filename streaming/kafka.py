@@ -80,9 +80,18 @@ class EventPublisher:
                 self._producer = json_producer(self.settings, client_id=self.client_id)
             return self._producer
 
-    def publish(self, topic: str, *, key: str, value: dict[str, Any], timeout_s: float = 10.0) -> None:
-        """Sends to ``topic`` (the logical name; the configured prefix is added) and waits for acks=all."""
-        self._get().send(self.settings.topic(topic), key=key, value=value).get(timeout=timeout_s)
+    def publish(
+        self,
+        topic: str,
+        *,
+        key: str,
+        value: dict[str, Any],
+        timeout_s: float = 10.0,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """Sends to ``topic`` (the logical name; the configured prefix is added) and waits for acks=all.
+        ``headers`` ride beside the value (e.g. ``traceparent``)."""
+        self._get().send(self.settings.topic(topic), key=key, value=value, headers=headers).get(timeout=timeout_s)
 
     def close(self) -> None:
         with self._lock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, Response, UploadFile
+from fastapi import APIRouter, File, Header, Query, Response, UploadFile
 
 from api.deps import PrincipalDep, ServicesDep
 from api.errors import problem_responses
@@ -43,6 +43,7 @@ def upload_documents(
     response: Response,
     files: Annotated[list[UploadFile], File(description="One or more PDF files")],
     replace: Annotated[bool, Query(description="Process identical bytes again as a new version")] = False,
+    traceparent: Annotated[str | None, Header(description="W3C trace context to continue")] = None,
 ) -> dict:
     """Upload PDFs: stored in the raw zone, deduplicated by SHA-256 within the course, queued for
     indexing. Answers 202 with one job per new document (follow it at `location`, or over the
@@ -50,7 +51,7 @@ def upload_documents(
     incoming = [IncomingFile(filename=f.filename or "upload.pdf", stream=f.file) for f in files]
     results = [
         {**result, "location": _location(course_id, result)}
-        for result in services.uploads.upload(course_id, principal, incoming, replace=replace)
+        for result in services.uploads.upload(course_id, principal, incoming, replace=replace, traceparent=traceparent)
     ]
     first_job = next((r for r in results if r["job_id"]), None)
     if first_job is not None:

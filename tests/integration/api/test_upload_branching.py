@@ -52,7 +52,9 @@ class RecordingPublisher:
         self.events: list[dict[str, Any]] = []
         self.refuse = False
 
-    def publish(self, topic: str, *, key: str, value: dict[str, Any], timeout_s: float = 10.0) -> None:
+    def publish(
+        self, topic: str, *, key: str, value: dict[str, Any], timeout_s: float = 10.0, headers: list | None = None
+    ) -> None:
         from kafka.errors import KafkaTimeoutError
 
         if self.refuse:
