@@ -23,38 +23,21 @@ import websockets
 from core.keys import notifications_channel
 from core.redis import redis_client
 from deploy.edge import Edge
-from deploy.stack import Stack, port_in_use
+from deploy.stack import Stack
 from tests.integration.api.api_testkit import create_course, derive, sign_up
+from tests.integration.edge.edge_testkit import free_ports
 
 pytestmark = pytest.mark.integration
-
-
-def _free_ports(count: int, *, start: int = 21000, end: int = 32000) -> list[int]:
-    """``count`` consecutive free loopback ports below Linux's ephemeral range."""
-    import random
-    import socket
-
-    for _ in range(200):
-        first = random.randrange(start, end - count)
-        ports = list(range(first, first + count))
-        try:
-            for port in ports:
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        if not any(port_in_use(port) for port in ports):
-            return ports
-    raise RuntimeError("no free loopback ports")
+UPLOAD_LIMIT = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
 def edge(api_settings, tmp_path_factory) -> Iterator[Edge]:
-    api_port, _, edge_port = _free_ports(3)
+    api_port, _, edge_port = free_ports(3)
     settings = derive(
         api_settings,
         stack={"state_dir": tmp_path_factory.mktemp("edge") / "state"},
-        api={"port": api_port},
+        api={"port": api_port, "max_upload_bytes": UPLOAD_LIMIT},
         edge={"port": edge_port},
     )
     edge = Edge(Stack(settings))
@@ -150,6 +133,46 @@ def _wait(predicate, timeout_s: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(what)
         time.sleep(0.05)
+
+
+def test_nginx_serves_the_page_passes_request_ids_and_refuses_bodies_over_the_api_limit(edge):
+    with httpx.Client(base_url=edge.url, timeout=10) as client:
+        page = client.get("/")
+        assert page.status_code == 200 and page.headers["cache-control"] == "no-cache" and page.headers["etag"]
+        asset = page.text.split('src="', 1)[1].split('"', 1)[0]  # /assets/app.<sha>.js
+        zipped = client.get(asset, headers={"Accept-Encoding": "gzip"})
+        assert zipped.headers["cache-control"] == "public, max-age=31536000, immutable"
+        assert zipped.headers["content-encoding"] == "gzip" and zipped.headers["etag"]
+        assert (
+            client.get(asset, headers={"If-None-Match": zipped.headers["etag"], "Accept-Encoding": "gzip"}).status_code
+            == 304
+        )
+        request_id = uuid.uuid4().hex
+        assert client.get("/healthz", headers={"X-Request-ID": request_id}).headers["x-request-id"] == request_id
+    # A declared body over the limit is refused from its headers, before any byte of it is read.
+    assert _post_head_only(edge, f"/v1/courses/{uuid.uuid4()}/documents", UPLOAD_LIMIT + 1).startswith("HTTP/1.1 413")
+    log: list[dict] = []
+
+    def logged() -> bool:  # nginx writes a request's line when it has finished with it, not before
+        log[:] = [json.loads(line) for line in (edge.prefix / "logs" / "access.json").read_text().splitlines()]
+        return any(entry["status"] == 413 for entry in log)
+
+    _wait(logged, 5, "the 413 in nginx's access log")
+    assert any(entry["request_id"] == request_id and entry["upstream_addr"] for entry in log)
+    refused = [entry for entry in log if entry["status"] == 413]
+    assert refused and refused[-1]["upstream_addr"] == ""  # nginx refused it; no instance saw the body
+
+
+def _post_head_only(edge: Edge, path: str, content_length: int) -> str:
+    """The status line nginx answers to a POST that only declares its length."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", edge.settings.edge.port), timeout=5) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+            f"Content-Length: {content_length}\r\nConnection: close\r\n\r\n".encode()
+        )
+        return sock.recv(4096).decode(errors="replace").split("\r\n", 1)[0]
 
 
 def test_killing_one_instance_fails_no_request_beyond_those_in_flight_and_websockets_reconnect(edge):
