@@ -14,6 +14,7 @@ from rich.table import Table
 
 from cli.kafka import register as register_kafka
 from cli.quality import register as register_quality
+from cli.trace import register as register_trace
 from cli.warehouse import register as register_warehouse
 from core.settings import Settings
 
@@ -36,6 +37,7 @@ app.add_typer(airflow_app, name="airflow")
 register_quality(app)  # lakehouse quality check (cli/quality.py)
 register_warehouse(app)  # lakehouse sql / report / warehouse load|migrate (cli/warehouse.py)
 register_kafka(app)  # lakehouse kafka topics|consume|groups (cli/kafka.py)
+register_trace(app)  # lakehouse trace DOCUMENT_ID (cli/trace.py)
 # Piped output (CI logs, `| tee`) gets a wide console so tables do not wrap into columns of words.
 console = Console(stderr=False, width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True)

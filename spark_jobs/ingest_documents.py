@@ -34,6 +34,8 @@ from lake import tables
 from spark_jobs.ingest.batch import BatchStats, DocumentIngestor
 from spark_jobs.ingest.embed import warm_up_embedders
 from spark_jobs.ingest.heartbeat import heartbeat_listener, stream_is_ready
+from spark_jobs.ingest.logs import configure_json_logging
+from spark_jobs.ingest.metrics import StreamMetrics, metrics_listener
 from spark_jobs.ingest.status_sinks import DocumentStatusSink, FanOutSink, RedisKafkaStatusSink
 from spark_jobs.status_airflow import AirflowAssetSink
 from spark_jobs.status_postgres import PostgresStatusSink
@@ -112,10 +114,14 @@ def start_stream(
     available_now: bool,
     trigger_seconds: float | None = None,
     raw_store: ObjectStore | None = None,
+    metrics: StreamMetrics | None = None,
 ) -> tuple[StreamingQuery, DocumentIngestor]:
     """Starts the Kafka -> foreachBatch stream with its heartbeat; returns the query and its batch
-    handler. ``raw_store`` replaces the configured object store for reading raw uploads."""
-    ingestor = DocumentIngestor(spark, settings, sink, app_id=stream_app_id(settings), raw_store=raw_store)
+    handler. ``raw_store`` replaces the configured object store for reading raw uploads;
+    ``metrics`` (optional) receives each batch's figures and the lag."""
+    ingestor = DocumentIngestor(
+        spark, settings, sink, app_id=stream_app_id(settings), raw_store=raw_store, metrics=metrics
+    )
     source = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", settings.kafka.servers)
@@ -123,6 +129,7 @@ def start_stream(
         .option("startingOffsets", "earliest")
         .option("maxOffsetsPerTrigger", settings.ingest.max_offsets_per_trigger)
         .option("failOnDataLoss", "false")
+        .option("includeHeaders", "true")  # the upload's traceparent
         .load()
     )
     writer = (
@@ -134,29 +141,33 @@ def start_stream(
         writer = writer.trigger(availableNow=True)
     else:
         writer = writer.trigger(processingTime=f"{trigger_seconds or settings.ingest.trigger_seconds} seconds")
-    listener = heartbeat_listener(settings, query_name=JOB_NAME)
-    spark.streams.addListener(listener)
+    listeners = [heartbeat_listener(settings, query_name=JOB_NAME)]
+    if metrics is not None:
+        listeners.append(metrics_listener(metrics, query_name=JOB_NAME))
+    for listener in listeners:
+        spark.streams.addListener(listener)
     try:
         query = writer.start()
     except BaseException:
-        spark.streams.removeListener(listener)
+        for listener in listeners:
+            spark.streams.removeListener(listener)
         raise
-    _LISTENERS[query.id] = listener
+    _LISTENERS[query.id] = listeners
     return query, ingestor
 
 
-# The heartbeat listener of each started query, removed once the caller is done with the query.
-_LISTENERS: dict[str, StreamingQueryListener] = {}
+# The listeners of each started query, removed once the caller is done with the query.
+_LISTENERS: dict[str, list[StreamingQueryListener]] = {}
 
 
 def stop_stream(spark: SparkSession, query: StreamingQuery) -> None:
     """Stops the query (if running) and removes its heartbeat listener."""
     if query.isActive:
         query.stop()
-    listener = _LISTENERS.pop(query.id, None)
-    if listener is not None:
+    for listener in _LISTENERS.pop(query.id, []):
         spark.streams.removeListener(listener)
-        listener.clear()  # type: ignore[attr-defined]  # detached first: no late progress event rewrites it
+        if hasattr(listener, "clear"):  # the heartbeat, detached first: no late progress event rewrites it
+            listener.clear()
 
 
 def run_available_now(
@@ -165,13 +176,14 @@ def run_available_now(
     spark: SparkSession | None = None,
     sink: DocumentStatusSink | None = None,
     raw_store: ObjectStore | None = None,
+    metrics: StreamMetrics | None = None,
 ) -> list[BatchStats]:
     """Processes everything on the topic now, then returns the per-batch statistics."""
     spark = spark or spark_session(settings)
     own_sink = sink is None
     sink = sink or RedisKafkaStatusSink(settings)
     prepare(spark, settings)
-    query, ingestor = start_stream(spark, settings, sink, available_now=True, raw_store=raw_store)
+    query, ingestor = start_stream(spark, settings, sink, available_now=True, raw_store=raw_store, metrics=metrics)
     try:
         query.awaitTermination()
         if query.exception() is not None:
@@ -188,21 +200,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--available-now", action="store_true", help="process what is on the topic, then stop")
     parser.add_argument("--trigger-seconds", type=float, default=None, help="processing-time trigger interval")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_json_logging()
 
     settings = Settings()
+    metrics = StreamMetrics()
+    if settings.ingest.metrics_port:
+        port = metrics.serve(settings.ingest.metrics_port)
+        log.info("metrics on http://127.0.0.1:%d/metrics", port)
     spark = spark_session(settings)
     # The durable rows first, then Redis/Kafka (whoever is notified reads a final row), then
     # the Airflow asset event that schedules the study DAGs.
     sink = FanOutSink(PostgresStatusSink(settings), RedisKafkaStatusSink(settings), AirflowAssetSink(settings))
     try:
         if args.available_now:
-            stats = run_available_now(settings, spark=spark, sink=sink)
+            stats = run_available_now(settings, spark=spark, sink=sink, metrics=metrics)
             log.info("available-now run done: %d batch(es), %d indexed, %d failed",
                      len(stats), sum(s.indexed for s in stats), sum(s.failed for s in stats))  # fmt: skip
             return 0
         prepare(spark, settings)
-        query, _ = start_stream(spark, settings, sink, available_now=False, trigger_seconds=args.trigger_seconds)
+        query, _ = start_stream(
+            spark, settings, sink, available_now=False, trigger_seconds=args.trigger_seconds, metrics=metrics
+        )
         log.info("%s: stream started, reading %s", JOB_NAME, settings.kafka.topic(TOPIC_DOCUMENTS_UPLOADED))
         try:
             query.awaitTermination()
@@ -211,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if query.exception() is None else 1
     finally:
         sink.close()
+        metrics.close()
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from spark_jobs.ingest.documents import (
     ParsedDocument,
 )
 from spark_jobs.ingest.events import SourceEvent, Upload, sort_events
+from spark_jobs.ingest.logs import log_stage
 from spark_jobs.ingest.progress import ProgressUpdate
 from spark_jobs.ingest.raw import RawUploadReader, RetryPolicy, open_document
 
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 
     from core.settings import Settings
     from lake.store import ObjectStore
+    from spark_jobs.ingest.metrics import StreamMetrics
     from spark_jobs.ingest.status_sinks import DocumentStatusSink
 
 log = logging.getLogger("spark_jobs.ingest_documents")
@@ -68,6 +70,7 @@ class BatchStats:
     chunks: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     indexed_documents: list[str] = field(default_factory=list)
+    failure_reasons: list[str] = field(default_factory=list)
 
     @contextmanager
     def lap(self, stage: str) -> Iterator[None]:
@@ -125,8 +128,10 @@ class DocumentIngestor:
         *,
         app_id: str,
         raw_store: ObjectStore | None = None,
+        metrics: StreamMetrics | None = None,
     ) -> None:
         self.spark = spark
+        self.metrics = metrics
         self.settings = settings
         self.sink = sink
         self.app_id = app_id
@@ -140,10 +145,17 @@ class DocumentIngestor:
         from pyspark.sql import functions as F
 
         stats = BatchStats(batch_id)
+        batch_started = time.perf_counter()
         with stats.lap("bronze"):
             # One read of the Kafka slice; the bronze append of these rows then runs beside the
             # processing (its own Spark job) and is joined before the batch may commit.
-            rows = batch.select(
+            # The traceparent header (includeHeaders=true) rides after the bronze columns.
+            traceparent = (
+                F.expr("try_element_at(filter(headers, h -> h.key = 'traceparent'), 1).value").cast("string")
+                if "headers" in batch.columns
+                else F.lit(None).cast("string")
+            )
+            collected = batch.select(
                 F.col("topic"),
                 F.col("partition").cast("int").alias("partition"),
                 F.col("offset"),
@@ -151,11 +163,16 @@ class DocumentIngestor:
                 F.col("value").cast("string").alias("value"),
                 F.col("timestamp").alias("kafka_timestamp"),
                 F.lit(batch_id).cast("bigint").alias("batch_id"),
+                traceparent.alias("traceparent"),
             ).collect()
+            rows = [tuple(r)[:-1] for r in collected]
             bronze = writes.in_background(
                 lambda: writes.append_bronze(self.spark, self.settings, rows, app_id=self.app_id, batch_id=batch_id)
             )
-        sources = [SourceEvent(r["topic"], r["partition"], r["offset"], r["key"], r["value"]) for r in rows]
+        sources = [
+            SourceEvent(r["topic"], r["partition"], r["offset"], r["key"], r["value"], r["traceparent"])
+            for r in collected
+        ]
         stats.events = len(sources)
         try:
             if sources:
@@ -165,7 +182,9 @@ class DocumentIngestor:
                 bronze.result()
         self.sink.flush()
         self.stats.append(stats)
-        log.info("batch %s: %s", batch_id, stats)
+        if self.metrics is not None:
+            self.metrics.observe_batch(stats, seconds=time.perf_counter() - batch_started)
+        log.info("batch %s: %s", batch_id, stats, extra={"batch_id": batch_id, "stage": "batch"})
 
     def _process(self, sources: list[SourceEvent], stats: BatchStats) -> None:
         events = sort_events(sources, started=time.perf_counter())
@@ -173,6 +192,9 @@ class DocumentIngestor:
         for dead in events.dead_letters:
             self.sink.failed(None, reason=dead.reason, raw=dead.raw)
             stats.failed += 1
+            stats.failure_reasons.append(dead.reason)
+        for upload in events.uploads:
+            log_stage(log, upload, "received", batch_id=stats.batch_id)
         if not events.uploads:
             return
         with stats.lap("lookup"):
@@ -183,6 +205,7 @@ class DocumentIngestor:
             for document in opened:
                 if isinstance(document, OpenedDocument):
                     self.sink.started(document.upload.event, pages_total=document.pages_total)
+                    log_stage(log, document.upload, "started", batch_id=stats.batch_id, pages=document.pages_total)
         readable = [d for d in opened if isinstance(d, OpenedDocument)]
         with stats.lap("extract"):
             extracted = extract.extract(
@@ -203,6 +226,7 @@ class DocumentIngestor:
             self.lance.write_text_first(chunked)
         for ready in chunked:
             self.sink.searchable(ready.upload.event, chunks=len(ready.chunks))
+            log_stage(log, ready.upload, "searchable", batch_id=stats.batch_id, chunks=len(ready.chunks))
         units = plan_commit_units([len(d.chunks) for d in chunked], self.settings.ingest.commit_chunks)
         for unit in units:
             self._commit_unit([chunked[i] for i in unit], stats)
@@ -274,6 +298,8 @@ class DocumentIngestor:
             if isinstance(outcome, FailedDocument):
                 self.sink.failed(event, reason=outcome.reason)
                 stats.failed += 1
+                stats.failure_reasons.append(outcome.reason)
+                log_stage(log, outcome.upload, "failed", batch_id=stats.batch_id, reason=outcome.reason)
                 continue
             parsed = outcome.parsed
             seconds = time.perf_counter() - outcome.upload.started
@@ -282,3 +308,12 @@ class DocumentIngestor:
             stats.indexed_documents.append(event.document_id)
             stats.pages += parsed.pages_total
             stats.chunks += len(parsed.chunks)
+            log_stage(
+                log,
+                outcome.upload,
+                "indexed",
+                batch_id=stats.batch_id,
+                pages=parsed.pages_total,
+                chunks=len(parsed.chunks),
+                seconds=round(seconds, 3),
+            )

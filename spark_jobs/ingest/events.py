@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from core.events import DocumentUploaded
+from core.tracing import parse_traceparent
 
 _EVENT_NAMESPACE = uuid.UUID("0d6f3c52-96a8-4e5e-8a53-3f0f6a0c2b71")
 DEAD_LETTER_RAW_CHARS = 10_000
@@ -24,6 +25,7 @@ class SourceEvent:
     offset: int
     key: str | None
     value: str | None
+    traceparent: str | None = None  # the message's ``traceparent`` header (W3C trace context), if any
 
     @property
     def position(self) -> tuple[str, int, int]:
@@ -37,6 +39,12 @@ class Upload:
     source: SourceEvent
     event: DocumentUploaded
     started: float
+
+    @property
+    def trace_id(self) -> str | None:
+        """The trace the upload request started (from the Kafka header), or None without one."""
+        parent = parse_traceparent(self.source.traceparent)
+        return parent.trace_id if parent else None
 
 
 @dataclass(frozen=True)
