@@ -93,7 +93,11 @@ class StudyService:
         located = self.cache.get_or_load("document_by_id", document_by_id_key(did), lambda: self._locate(did))
         if located is None:
             raise NotFound("No document with this id.")
-        self.courses.require_visible(located["course_id"], principal)
+        try:
+            self.courses.require_visible(located["course_id"], principal)
+        except NotFound:
+            # Same answer as an unknown id: another course's document ids must not be testable.
+            raise NotFound("No document with this id.") from None
         indexed = jsonable(self.documents.latest_indexed(located["course_id"], did))
         if indexed is None:
             raise NotReady("The document is not indexed yet; study material follows its indexing.")

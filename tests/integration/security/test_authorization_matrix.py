@@ -96,11 +96,6 @@ def test_another_courses_document_under_my_course_is_404_like_a_missing_one(worl
               f"/v1/courses/{own.id}/documents/{uuid.uuid4()}")  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="existence oracle: a document id of another course answers 404 'No course with this id.', "
-    "a random id 404 'No document with this id.' (api/study.py StudyService.document)",
-)
 @pytest.mark.parametrize("kind", ["notes", "quiz"])
 def test_another_courses_study_material_is_404_like_a_missing_document(world: World, kind: str) -> None:
     _same_404(world, "student_member", f"/v1/documents/{world.other.document_id}/{kind}",
