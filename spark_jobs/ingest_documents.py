@@ -205,7 +205,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings()
     metrics = StreamMetrics()
     if settings.ingest.metrics_port:
-        port = metrics.serve(settings.ingest.metrics_port)
+        try:
+            port = metrics.serve(settings.ingest.metrics_port)
+        except OSError as exc:
+            log.error("cannot serve metrics on 127.0.0.1:%d (ingest.metrics_port): %s",
+                      settings.ingest.metrics_port, exc)  # fmt: skip
+            return 2
         log.info("metrics on http://127.0.0.1:%d/metrics", port)
     spark = spark_session(settings)
     # The durable rows first, then Redis/Kafka (whoever is notified reads a final row), then
