@@ -13,7 +13,6 @@ so every row searched is a current version.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -74,21 +73,13 @@ def hybrid_search(
     vector_rows: list[dict[str, Any]] = []
     text_rows: list[dict[str, Any]] = []
     phrase_rows: list[dict[str, Any]] | None = None
-
-    def text_side() -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
-        phrases = phrase_matches(table, query, where, settings.phrase_candidates)
-        return full_text(table, query, where, candidates), phrases
-
-    if mode == "text":
-        text_rows, phrase_rows = text_side()
-    elif mode == "vector":
+    # The sides run one after the other: overlapping them on a thread measured slower on 2 cores
+    # (bench/search_scale.py: p95 79 vs 72 ms); LanceDB already parallelises each query.
+    if mode != "text":
         vector_rows = _vector_side(table, query, where, candidates, embedder, settings)
-    else:
-        # The two sides overlap: LanceDB and ONNX Runtime release the GIL, so the full-text and
-        # phrase queries run while the query is embedded and the vector index searched.
-        pending = _side_pool().submit(text_side)
-        vector_rows = _vector_side(table, query, where, candidates, embedder, settings)
-        text_rows, phrase_rows = pending.result()
+    if mode != "vector":
+        text_rows = full_text(table, query, where, candidates)
+        phrase_rows = phrase_matches(table, query, where, settings.phrase_candidates)
 
     best = fuse(
         vector_rows,
@@ -102,6 +93,7 @@ def hybrid_search(
         phrase_weight=settings.phrase_weight,
         one_per_page=settings.one_hit_per_page,
     )
+    _add_texts(table, where, [e["row"] for e in best])
     return [
         SearchHit(
             chunk_id=e["row"]["chunk_id"],
@@ -119,7 +111,6 @@ def hybrid_search(
     ]
 
 
-_POOL: ThreadPoolExecutor | None = None
 _COURSE_ROWS: dict[tuple[int, str], tuple[float, int]] = {}
 COURSE_ROWS_TTL_S = 30.0
 
@@ -139,34 +130,58 @@ def course_rows(table: Any, where: str) -> int:
     return count
 
 
-def _side_pool() -> ThreadPoolExecutor:
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="search-text")
-    return _POOL
+VECTOR_SIDE_COLUMNS = [c for c in RESULT_COLUMNS if c != TEXT_COLUMN]
 
 
 def _vector_side(
     table: Any, query: str, where: str, candidates: int, embedder: QueryEmbedder, settings: LanceDBSettings
 ) -> list[dict[str, Any]]:
+    """The nearest embedded chunks, without their text (read for the final hits only: reading
+    it for every candidate cost ~10 ms at 1M rows). Chunks written text-first carry a
+    placeholder vector: they are dropped after the search, and only when that leaves too few
+    is the search repeated with ``embedded`` in its filter (a filter on that unindexed column
+    cost every query ~7 ms)."""
     vector = embedder.encode([query])[0]
+    rows = _nearest(table, vector, where, candidates, settings)
+    embedded = [row for row in rows if row[EMBEDDED_COLUMN]]
+    if len(embedded) < len(rows) and len(embedded) < candidates:
+        embedded = _nearest(table, vector, f"{where} AND {EMBEDDED_COLUMN}", candidates, settings)
+    return embedded
+
+
+def _nearest(table: Any, vector: Any, where: str, candidates: int, settings: LanceDBSettings) -> list[dict[str, Any]]:
     search: Any = table.search(vector, vector_column_name=VECTOR_COLUMN)  # a vector query builder
     vector_query = (
         search.distance_type("cosine")
-        # Chunks written text-first carry a placeholder vector until their embedding lands.
-        .where(f"{where} AND {EMBEDDED_COLUMN}", prefilter=True)
-        .select([*RESULT_COLUMNS, "_distance"])
+        .where(where, prefilter=True)
+        .with_row_id(True)
+        .select([*VECTOR_SIDE_COLUMNS, EMBEDDED_COLUMN, "_distance"])
         .limit(candidates)
     )
     if course_rows(table, where) <= settings.flat_scan_max_rows:
         # A course's chunks are few next to the table: an exact scan of the rows the course_id
-        # B-tree selects beats probing IVF partitions and re-ranking (bench/search_scale.py:
-        # 21 vs 31 ms p50 at 1,000 chunks per course in 1M), and its recall is exact.
+        # B-tree selects, exact recall and no IVF probing or re-ranking.
         vector_query = vector_query.bypass_vector_index()
     elif VECTOR_COLUMN in {column for index in table.list_indices() for column in index.columns}:
         # IVF_PQ alone has poor recall here (~0.2 @10); re-ranking on full vectors restores it.
         vector_query = vector_query.nprobes(settings.nprobes).refine_factor(settings.refine_factor)
     return list(vector_query.to_list())
+
+
+def _add_texts(table: Any, where: str, rows: list[dict[str, Any]]) -> None:
+    """Fills ``text`` into the rows that came from the vector side only: by row id (one take),
+    or by chunk id when a compaction moved the rows in between."""
+    missing = [row for row in rows if TEXT_COLUMN not in row]
+    if not missing:
+        return
+    taken_rows = table.take_row_ids([row["_rowid"] for row in missing]).select(["chunk_id", TEXT_COLUMN]).to_list()
+    taken = {r["chunk_id"]: r[TEXT_COLUMN] for r in taken_rows}
+    if any(row["chunk_id"] not in taken for row in missing):
+        ids = ", ".join(quote(row["chunk_id"]) for row in missing)
+        query = table.search().where(f"{where} AND chunk_id IN ({ids})").select(["chunk_id", TEXT_COLUMN])
+        taken = {r["chunk_id"]: r[TEXT_COLUMN] for r in query.limit(len(missing)).to_list()}
+    for row in missing:
+        row[TEXT_COLUMN] = taken.get(row["chunk_id"], "")
 
 
 PHRASE_MIN_WORDS = 3  # shorter queries are keywords, which BM25 already ranks

@@ -84,6 +84,10 @@ def test_hybrid_search_fuses_vector_and_text_hits_within_the_course(lance):
     assert all(h.course_id == "c1" for h in hits)
     by_id = {h.chunk_id: h for h in hits}
     assert by_id["d1:1:7"].text_rank == 1 and by_id["d1:1:12"].vector_rank == 1
+    # The vector side reads no text; the hits get theirs afterwards.
+    assert by_id["d1:1:12"].text == rows[12]["text"] and by_id["d1:1:7"].text == rows[7]["text"]
+    vector_only = hybrid_search(db, "c1", "zzz", 3, _FixedEmbedder(target), settings=settings, mode="vector")
+    assert [h.text for h in vector_only] == [rows[int(h.chunk_id.split(":")[2])]["text"] for h in vector_only]
     assert hits == sorted(hits, key=lambda h: -h.score)
 
 
