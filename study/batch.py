@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from core.jobs import JobReporter, JobState
 from core.settings import Settings
+from core.task_metrics import task_metrics
 from study.models import ChunkText, DocumentText, PageText
 
 log = logging.getLogger("study.batch")
@@ -409,19 +410,27 @@ def run_quiz(
     }
 
 
+# The DAG and mapped task that run each kind (dags/summarise_documents.py, dags/generate_quizzes.py).
+TASK_OF_KIND = {"notes": ("summarise_documents", "summarise"), "quiz": ("generate_quizzes", "generate")}
+
+
 def generate_for_run(
     settings: Settings, kind: Kind, document: dict[str, Any], *, run_at: datetime, final_attempt: bool
 ) -> dict[str, Any]:
     """The mapped task of both study DAGs: one entry of ``documents_for_run`` generated."""
     target = DocumentVersion(document["document_id"], document["version"], document["course_id"])
     run = run_notes if kind == "notes" else run_quiz
-    summary = run(
-        settings,
-        target,
-        run_at=run_at,
-        job_id=document.get("job_id"),
-        force=bool(document.get("force", False)),
-        final_attempt=final_attempt,
-    )
+    dag, task = TASK_OF_KIND[kind]
+    with task_metrics(settings.stack.state_dir, dag=dag, task=task) as metrics:
+        summary = run(
+            settings,
+            target,
+            run_at=run_at,
+            job_id=document.get("job_id"),
+            force=bool(document.get("force", False)),
+            final_attempt=final_attempt,
+        )
+        # gold/notes holds one row per document version; gold/quiz_items one per item.
+        metrics.rows = 0 if "skipped" in summary else int(summary.get("items", 1))
     log.info("%s: %s", kind, summary)
     return summary

@@ -101,14 +101,35 @@ def test_summarise_documents_writes_notes_whose_citations_hold(lake):
     assert row["citation_precision"] == notes.quality.citation_precision >= 0.9
 
 
+def _task_rows(dag_id: str) -> float:
+    """Rows the DAG's tasks reported to the Prometheus metrics file (tasks use the default state dir)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from core.settings import Settings
+    from core.task_metrics import metrics_path
+
+    path = metrics_path(Settings().stack.state_dir)
+    if not path.exists():
+        return 0.0
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(path.read_text())
+        for sample in family.samples
+        if sample.name == "lakehouse_dag_task_rows_total" and sample.labels.get("dag") == dag_id
+    )
+
+
 def test_generate_quizzes_writes_items_whose_keys_are_in_their_source_chunks(lake):
     from lake import gold
     from lake.gold import read_document_text
 
+    reported_before = _task_rows("generate_quizzes")
     _run(lake, "generate_quizzes")
     [quiz] = _gold(lake, gold.GOLD_QUIZZES)
     items = _gold(lake, gold.GOLD_QUIZ_ITEMS)
     assert quiz["items"] == len(items) == 10
+    # The mapped task's Prometheus metrics counted the rows it wrote.
+    assert _task_rows("generate_quizzes") - reported_before == len(items)
     event = lake["event"]
     chunks = {
         c["chunk_id"]: c["text"].lower()
