@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,11 +27,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.wrk import WRK_SCRIPT, run_wrk, seed  # noqa: E402
 from core.redis import redis_client  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from deploy.edge import Edge  # noqa: E402
@@ -40,17 +38,6 @@ from deploy.migrate import create_databases, drop_databases, migrate  # noqa: E4
 from deploy.stack import Stack  # noqa: E402
 
 OUT_DIR = ROOT / ".lakehouse" / "bench"
-WRK_SCRIPT = """
-local token = os.getenv("BENCH_TOKEN")
-if token and #token > 0 then wrk.headers["Authorization"] = "Bearer " .. token end
-function done(summary, latency, requests)
-  local errors = summary.errors
-  io.write(string.format(
-    'WRK_JSON {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "non_2xx": %d, "socket_errors": %d}\\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), errors.status,
-    errors.connect + errors.read + errors.write + errors.timeout))
-end
-"""
 CONFIGS = (("1 instance", 1, False), ("2 instances", 2, False), ("1 instance, 1 core", 1, True),
            ("2 instances, 1 core each", 2, True))  # fmt: skip
 
@@ -87,45 +74,6 @@ def pin(pid: int, cpus: set[int]) -> None:
     """Every thread of ``pid`` on ``cpus`` (taskset -a)."""
     for task in Path(f"/proc/{pid}/task").iterdir():
         os.sched_setaffinity(int(task.name), cpus)
-
-
-def seed(base_url: str) -> tuple[str, str]:
-    """An instructor and a course: returns (access token, course id)."""
-    email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
-    password = "benchmark password 123"  # noqa: S105 - a throwaway account on private databases
-    with httpx.Client(base_url=base_url, timeout=10) as http:
-        http.post(
-            "/v1/auth/signup", json={"email": email, "password": password, "display_name": "B", "role": "instructor"}
-        ).raise_for_status()
-        token = http.post("/v1/auth/login", json={"email": email, "password": password}).json()["access_token"]
-        course = http.post(
-            "/v1/courses",
-            json={"title": "Edge 101", "description": "x" * 500},
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        course.raise_for_status()
-    return token, course.json()["id"]
-
-
-def run_wrk(url: str, *, token: str, seconds: int, connections: int, script: Path) -> dict[str, Any]:
-    proc = subprocess.run(
-        ["/usr/bin/wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-        env={**os.environ, "BENCH_TOKEN": token},
-        capture_output=True,
-        text=True,
-        timeout=seconds + 60,
-        check=True,
-    )
-    line = next(line for line in proc.stdout.splitlines() if line.startswith("WRK_JSON "))
-    raw = json.loads(line.removeprefix("WRK_JSON "))
-    return {
-        "rps": raw["requests"] / (raw["duration_us"] / 1e6),
-        "p50_ms": raw["p50_us"] / 1000,
-        "p99_ms": raw["p99_us"] / 1000,
-        "requests": raw["requests"],
-        "non_2xx": raw["non_2xx"],
-        "socket_errors": raw["socket_errors"],
-    }
 
 
 def plot(results: dict[str, dict[str, Any]], floor: dict[str, Any], path: Path) -> Path:
@@ -169,7 +117,7 @@ def main() -> None:
     try:
         migrate(settings.postgres)
         edge.up(instances=2)
-        token, course_id = seed(edge.url)
+        token, course_id = seed(edge.url, title="Edge 101")
         url = f"{edge.url}/v1/courses/{course_id}"
         asset = json.loads((state / "web" / "manifest.json").read_text())["app.js"]
         for round_ in range(1, args.rounds + 1):
