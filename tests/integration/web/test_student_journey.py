@@ -59,8 +59,8 @@ def site(api_settings, tmp_path_factory) -> Iterator[dict]:
 
 @pytest.fixture(scope="module")
 def page(site):
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (stack up installs it)")
+    # `make test` runs `stack up`, which installs Debian's chromium: missing, it is a set-up fault.
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: `make stack-up` installs Debian's chromium"
     from playwright.sync_api import sync_playwright
 
     SHOTS.mkdir(parents=True, exist_ok=True)
