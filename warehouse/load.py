@@ -281,3 +281,32 @@ def load_warehouse(
     finally:
         if db is not None:
             db.close()
+
+
+LAKE_MAINTENANCE_COLUMNS = [
+    "run_id", "table_name", "step", "started_at", "seconds", "files_before", "files_after", "bytes_before",
+    "bytes_after", "rows", "table_version", "detail",
+]  # fmt: skip
+
+
+def record_lake_maintenance(settings: Settings, rows: list[dict[str, Any]]) -> bool:
+    """Writes lake maintenance steps (dicts with ``LAKE_MAINTENANCE_COLUMNS``) to
+    ``fact_lake_maintenance`` when the warehouse exists (an embedded data path that was created by
+    a load, or a reachable server); False when there is no warehouse to write to."""
+    from warehouse.client import WarehouseError, parse_dsn, warehouse_session
+
+    target = parse_dsn(settings.warehouse)
+    if target.path is not None and not target.path.exists():
+        return False
+    try:
+        with warehouse_session(settings.warehouse) as client:
+            migrate(client)
+            client.insert(
+                "fact_lake_maintenance",
+                [[row[column] for column in LAKE_MAINTENANCE_COLUMNS] for row in rows],
+                column_names=LAKE_MAINTENANCE_COLUMNS,
+            )
+    except WarehouseError as exc:
+        log.warning("lake maintenance not recorded in the warehouse: %s", exc)
+        return False
+    return True
