@@ -85,14 +85,23 @@ class SearchService:
     def search(
         self, course_id: uuid.UUID, principal: Principal, query: str, k: int, *, mode: SearchMode = "hybrid"
     ) -> list[dict[str, Any]]:
+        return self.search_with_version(course_id, principal, query, k, mode=mode)[0]
+
+    def search_with_version(
+        self, course_id: uuid.UUID, principal: Principal, query: str, k: int, *, mode: SearchMode = "hybrid"
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The hits and the index version (``lake.index_versions``) they were searched in."""
+        from lake.index_versions import live_index
         from lake.search import hybrid_search
 
         self.courses.require_visible(course_id, principal)
         if not self._loaded.wait(LOAD_WAIT_S) or self._error is not None:
             raise ServiceUnavailable("Search is not available yet; try again shortly.")
+        index = live_index(self._db, self.settings.lancedb)
         hits = hybrid_search(
-            self._db, str(course_id), query, k, self._embedder, settings=self.settings.lancedb, mode=mode
-        )
+            self._db, str(course_id), query, k, self._embedder, settings=self.settings.lancedb, mode=mode,
+            table_name=index.table_name,
+        )  # fmt: skip
         if self.analytics is not None:
             self.analytics.emit(EVENT_SEARCH, user_id=str(principal.user_id), course_id=str(course_id),
                                 result_count=len(hits), top_score=hits[0].score if hits else None, mode=mode,
@@ -108,4 +117,4 @@ class SearchService:
                 "score": hit.score,
             }
             for hit in hits
-        ]
+        ], index.version

@@ -185,6 +185,9 @@ class SearchHit(_Response):
 class SearchResults(_Response):
     query: str
     hits: list[SearchHit]
+    index_version: int | None = Field(
+        None, description="The index version searched (`lakehouse lake versions`): changes when a reprocess goes live"
+    )
 
 
 # ---- study material ------------------------------------------------------------------------------

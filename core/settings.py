@@ -182,6 +182,9 @@ class LanceDBSettings(_Section):
     keep_versions_hours: float = Field(
         1.0, ge=0, description="Maintenance prunes LanceDB table versions older than this"
     )
+    index_version_keep_hours: float = Field(
+        168.0, ge=0, description="A retired index version (chunks_v<N> table) is kept this long, then dropped"
+    )
 
 
 class WarehouseSettings(_Section):

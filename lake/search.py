@@ -56,15 +56,17 @@ def hybrid_search(
     *,
     settings: LanceDBSettings | None = None,
     mode: SearchMode = "hybrid",
+    table_name: str | None = None,
 ) -> list[SearchHit]:
     """The ``k`` best chunks of ``course_id`` for ``query``: ``hybrid`` fuses the vector and
-    full-text lists; ``text`` and ``vector`` return one side alone (same hit shape)."""
+    full-text lists; ``text`` and ``vector`` return one side alone (same hit shape). The live
+    index version's table is searched (``lake.index_versions``), or ``table_name``."""
     settings = settings or LanceDBSettings()
     query = query.strip()
     if not query or k <= 0:
         return []
     try:
-        table = open_chunks(db, settings, create=False)
+        table = open_chunks(db, settings, create=False, name=table_name)
     except (FileNotFoundError, ValueError):
         return []
     where = f"course_id = {quote(course_id)}"

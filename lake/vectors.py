@@ -64,10 +64,15 @@ def chunks_schema() -> pa.Schema:
     )
 
 
-def open_chunks(db: lancedb.DBConnection, settings: LanceDBSettings, *, create: bool = True) -> lancedb.table.Table:
-    """The chunks table, created empty (with its FTS index) on first use; a table written before
+def open_chunks(
+    db: lancedb.DBConnection, settings: LanceDBSettings, *, create: bool = True, name: str | None = None
+) -> lancedb.table.Table:
+    """The chunks table of the live index version (``lake.index_versions``; ``name``: that
+    table instead), created empty (with its FTS index) on first use; a table written before
     the ``embedded`` column existed gets it (true: every row there was embedded)."""
-    name = settings.chunks_table
+    from lake.index_versions import live_index
+
+    name = name or live_index(db, settings).table_name
     try:
         table = db.open_table(name)
     except (FileNotFoundError, ValueError):

@@ -53,10 +53,10 @@ def list_as_length(table: pa.Table, column: str) -> pa.Table:
 
 def read_lancedb_counts(settings: Settings) -> dict[tuple[str, int], int] | None:
     """Chunks per (document_id, version) in LanceDB's ``chunks`` table; None when it is absent."""
-    from lake.vectors import connect
+    from lake.vectors import connect, open_chunks
 
-    try:
-        table = connect(settings.lancedb).open_table(settings.lancedb.chunks_table)
+    try:  # the live index version's table (lake.index_versions)
+        table = open_chunks(connect(settings.lancedb), settings.lancedb, create=False)
     except (FileNotFoundError, ValueError):
         return None
     rows = table.search().select(["document_id", "version"]).limit(None).to_arrow()

@@ -88,4 +88,5 @@ def search_course(
 ) -> dict:
     """Hybrid search (vector + full text, fused by reciprocal rank) over the course's indexed
     documents, with the page span of every passage; `mode` picks one side alone."""
-    return {"query": q, "hits": services.search.search(course_id, principal, q, k, mode=mode)}
+    hits, index_version = services.search.search_with_version(course_id, principal, q, k, mode=mode)
+    return {"query": q, "hits": hits, "index_version": index_version}

@@ -73,17 +73,25 @@ def insert_silver(
 
 
 class LanceChunks:
-    """The LanceDB ``chunks`` table, opened once per job."""
+    """The LanceDB chunks table of the live index version (``lake.index_versions``), opened once
+    per job and again when a reprocess switched the live version."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._db: Any = None
         self._table: Any = None
+        self._name: str | None = None
 
     def table(self) -> Any:
+        from lake.index_versions import live_index
         from lake.vectors import connect, ensure_fts_index, open_chunks
 
-        if self._table is None:
-            self._table = open_chunks(connect(self.settings.lancedb), self.settings.lancedb)
+        if self._db is None:
+            self._db = connect(self.settings.lancedb)
+        name = live_index(self._db, self.settings.lancedb).table_name
+        if self._table is None or name != self._name:
+            self._table = open_chunks(self._db, self.settings.lancedb, name=name)
+            self._name = name
             ensure_fts_index(self._table)  # a table from an older version gets token positions
         return self._table
 
