@@ -42,6 +42,7 @@ from spark_jobs.ingest.documents import (
     ParsedDocument,
 )
 from spark_jobs.ingest.events import SourceEvent, Upload, sort_events
+from spark_jobs.ingest.faults import crash_point
 from spark_jobs.ingest.logs import log_stage
 from spark_jobs.ingest.progress import ProgressUpdate
 from spark_jobs.ingest.raw import RawUploadReader, RetryPolicy, open_document
@@ -166,9 +167,12 @@ class DocumentIngestor:
                 traceparent.alias("traceparent"),
             ).collect()
             rows = [tuple(r)[:-1] for r in collected]
-            bronze = writes.in_background(
-                lambda: writes.append_bronze(self.spark, self.settings, rows, app_id=self.app_id, batch_id=batch_id)
-            )
+
+            def append_bronze() -> None:
+                writes.append_bronze(self.spark, self.settings, rows, app_id=self.app_id, batch_id=batch_id)
+                crash_point("after_bronze", batch_id)  # test-only (spark_jobs/ingest/faults.py)
+
+            bronze = writes.in_background(append_bronze)
         sources = [
             SourceEvent(r["topic"], r["partition"], r["offset"], r["key"], r["value"], r["traceparent"])
             for r in collected
@@ -185,6 +189,7 @@ class DocumentIngestor:
         if self.metrics is not None:
             self.metrics.observe_batch(stats, seconds=time.perf_counter() - batch_started)
         log.info("batch %s: %s", batch_id, stats, extra={"batch_id": batch_id, "stage": "batch"})
+        crash_point("before_commit", batch_id)
 
     def _process(self, sources: list[SourceEvent], stats: BatchStats) -> None:
         events = sort_events(sources, started=time.perf_counter())
@@ -290,7 +295,9 @@ class DocumentIngestor:
         )
         stats.timed("write_chunks", functools.partial(insert, name=tables.SILVER_CHUNKS, rows=chunks, key="chunk_id"))()
         pages_write.result()
+        crash_point("after_silver", stats.batch_id)
         lance.result()
+        crash_point("after_lancedb", stats.batch_id)
 
     def _report(self, outcomes: Sequence[DocumentOutcome], stats: BatchStats) -> None:
         for outcome in outcomes:
