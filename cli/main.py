@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.kafka import register as register_kafka
+from cli.lake import register as register_lake
 from cli.quality import register as register_quality
 from cli.trace import register as register_trace
 from cli.warehouse import register as register_warehouse
@@ -38,6 +39,7 @@ register_quality(app)  # lakehouse quality check (cli/quality.py)
 register_warehouse(app)  # lakehouse sql / report / warehouse load|migrate (cli/warehouse.py)
 register_kafka(app)  # lakehouse kafka topics|consume|groups (cli/kafka.py)
 register_trace(app)  # lakehouse trace DOCUMENT_ID (cli/trace.py)
+register_lake(lake_app)  # lakehouse lake maintain|history|show|restore|migrate (cli/lake.py)
 # Piped output (CI logs, `| tee`) gets a wide console so tables do not wrap into columns of words.
 console = Console(stderr=False, width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True)
@@ -303,56 +305,6 @@ def db_migrate(
             r.database, "yes" if r.database in created else "-", ", ".join(r.applied) or "-", str(len(r.skipped))
         )
     console.print(table)
-
-
-@lake_app.command("maintain")
-def lake_maintain(
-    table_names: Annotated[
-        list[str] | None, typer.Option("--table", help="Only this Delta table (repeatable), e.g. silver/chunks")
-    ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
-) -> None:
-    """Compact and clean the Delta tables (OPTIMIZE, VACUUM) and LanceDB (compaction, indexes).
-
-    Safe while the stream runs: both sides retry a conflicting Delta commit."""
-    import json
-
-    from lake.maintenance import maintain_lake
-    from lake.spark import build_spark_session
-
-    settings = _settings()
-    started = time.perf_counter()
-    spark = build_spark_session(settings, "lake-maintenance")
-    try:
-        report = maintain_lake(
-            spark, settings, only=table_names, progress=lambda message: err.print(f"[dim]{message}[/dim]")
-        )
-    except ValueError as exc:
-        err.print(f"[red]lake maintain:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    finally:
-        spark.stop()
-    if json_out:
-        console.print_json(json.dumps(report.as_dict()))
-        return
-    table = Table(title=f"Lake maintenance ({time.perf_counter() - started:.1f} s)")
-    for column in ("table", "files before", "files after", "compacted", "vacuumed", "seconds"):
-        table.add_column(column)
-    for d in report.delta:
-        table.add_row(
-            d.table, str(d.files_before), str(d.files_after), f"{d.files_removed} -> {d.files_added}",
-            str(d.vacuumed_files), f"{d.seconds:.1f}",
-        )  # fmt: skip
-    if report.lancedb is not None:
-        lance = report.lancedb
-        table.add_row(
-            f"lancedb {settings.lancedb.chunks_table}", f"{lance['fragments_before']} fragments",
-            f"{lance['fragments_after']} fragments", f"{lance['rows']} rows",
-            "-", "-",
-        )  # fmt: skip
-    console.print(table)
-    if report.missing:
-        console.print("not created yet: " + ", ".join(report.missing))
 
 
 @users_app.command("create-admin")

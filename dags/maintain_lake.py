@@ -1,7 +1,8 @@
-"""Daily lake maintenance: OPTIMIZE + VACUUM of the Delta tables and LanceDB compaction.
+"""Daily lake maintenance: schema migrations, then Z-ORDER/compaction, checkpoints and VACUUM of the
+Delta tables and LanceDB compaction and re-indexing, recorded in the warehouse when it exists.
 
-Orchestration only: the task builds Settings and a Spark session at run time and calls
-``lake.maintenance.maintain_lake``; nothing runs at import.
+Orchestration only: each task builds Settings at run time and calls ``lake.migrations``,
+``lake.maintenance`` and ``warehouse.load.record_lake_maintenance``; nothing runs at import.
 """
 
 from __future__ import annotations
@@ -12,10 +13,16 @@ from airflow.sdk import dag, task
 
 DOC = """\
 ### Lake maintenance
-Compacts small files of every Delta table (OPTIMIZE), removes files older than the retention
-(VACUUM, at least 7 days) and compacts LanceDB's `chunks` table. Safe beside the running
-ingestion stream: a Delta commit that loses a race is retried (writes are keyed).
-The task log lists files before/after per table.
+1. `migrate_schemas`: the lake's pending schema migrations (nullable columns added in code).
+2. `maintain`: per Delta table, Z-ORDER on (course_id, document_id) (bronze: compaction), a
+   checkpoint with log clean-up, and VACUUM of files older than `lake.vacuum_retention_hours`
+   (at least 7 days: time travel reads that far back); LanceDB's `chunks` table is compacted and
+   its full-text, vector and course indexes are brought up to date. The task log has one line per
+   table and step with files and bytes before/after.
+   The same lines become rows of the warehouse's `fact_lake_maintenance` (skipped when no
+   warehouse exists).
+
+Safe beside the running ingestion stream: a Delta commit that loses a race is retried.
 """
 
 
@@ -36,20 +43,25 @@ The task log lists files before/after per table.
 )
 def maintain_lake() -> None:
     @task
-    def compact_and_vacuum() -> dict:
+    def migrate_schemas() -> list[str]:
+        from core.settings import Settings
+        from lake.migrations import apply_migrations
+
+        return apply_migrations(Settings(), progress=print)
+
+    @task
+    def maintain(run_id: str | None = None) -> dict:
         from core.settings import Settings
         from lake.maintenance import maintain_lake as run_maintenance
-        from lake.spark import build_spark_session
+        from warehouse.load import record_lake_maintenance
 
         settings = Settings()
-        spark = build_spark_session(settings, "maintain-lake-dag")
-        try:
-            report = run_maintenance(spark, settings, progress=print)
-        finally:
-            spark.stop()
+        report = run_maintenance(settings, progress=print, run_id=run_id)
+        recorded = record_lake_maintenance(settings, report.warehouse_rows())
+        print(f"fact_lake_maintenance: {len(report.steps) if recorded else 0} rows recorded")
         return report.as_dict()
 
-    compact_and_vacuum()
+    migrate_schemas() >> maintain(run_id="{{ run_id }}")
 
 
 maintain_lake()

@@ -1,135 +1,269 @@
-"""Lake maintenance: compaction and clean-up of the Delta tables and the LanceDB chunks table.
+"""Lake maintenance: layout, compaction and clean-up of the Delta tables and the LanceDB chunks table.
 
 Streaming writes many small files: each micro-batch adds Parquet files to every silver table and
-a fragment to LanceDB. Reads slow down as those pile up, so maintenance (``lakehouse lake
-maintain``, and later a scheduled DAG) periodically
+a fragment to LanceDB, each gold write a file per table. Reads slow down as those pile up, so
+maintenance (``lakehouse lake maintain`` and the daily ``maintain_lake`` DAG) runs, per table:
 
-- OPTIMIZEs each Delta table (bin-packing small files; ``dataChange=false``, so Change Data Feed
-  readers see nothing new) and VACUUMs files older than ``lake.vacuum_retention_hours``;
-- compacts LanceDB fragments, folds new rows into the vector and FTS indexes (building the vector
-  index once the table is large enough) and prunes old table versions.
+- **optimize**: Z-ORDER on (course_id, document_id) for the silver and gold tables — searches,
+  loads and generation all filter by course or document, so co-locating their rows lets readers
+  skip files by min/max stats — and plain bin-packing for bronze (no such columns). Written with
+  delta-rs (``optimize.z_order`` / ``optimize.compact``, ``dataChange=false``: Change Data Feed
+  readers see nothing new); a table with one file, or with no data written since its last
+  OPTIMIZE, is skipped (Z-ORDER rewrites every file it is given).
+- **checkpoint**: ``create_checkpoint`` (readers replay one Parquet file instead of every JSON
+  commit) then ``cleanup_metadata`` (log entries older than ``delta.logRetentionDuration``).
+- **vacuum**: files no longer referenced and older than ``lake.vacuum_retention_hours`` (>= 7
+  days, which is also how far back time travel can read data).
+- **lancedb**: compacts fragments, folds new rows into the full-text, vector and course indexes
+  (building the vector index once the table is large enough) and prunes old table versions.
 
-Spark stays the one writing engine of the Delta tables: maintenance goes through it too. It can
-run while the stream runs: a conflicting commit is retried (``tables.retry_on_conflict``).
+Each step reports files and bytes before/after (``lake.footprint``). Maintenance commits race
+with the stream's Spark commits: a delta-rs commit that loses is retried (``CommitFailedError``),
+and the stream retries its own (``tables.retry_on_conflict``); every write is keyed.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from core.settings import Settings
-from lake import tables
+from lake import gold, tables
+from lake.footprint import Footprint, delta_live, split_delta, stored_objects
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from deltalake import DeltaTable
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+ZORDER_COLUMNS = ("course_id", "document_id")
+DELTA_TABLES: tuple[str, ...] = (*tables.TABLE_SCHEMAS, *gold.GOLD_SCHEMAS)
+LANCEDB_PREFIX = "lancedb/"
+# Operations that add or change data: an OPTIMIZE newer than all of them has nothing to do.
+_LAYOUT_ONLY = {"OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES", "CHECKPOINT"}
 
 
 @dataclass
-class DeltaMaintenance:
+class StepReport:
     table: str
+    step: str
     files_before: int
     files_after: int
-    files_added: int
-    files_removed: int
-    vacuumed_files: int
+    bytes_before: int
+    bytes_after: int
+    rows: int
+    version: int
     seconds: float
+    detail: str = ""
+
+    def line(self) -> str:
+        return (
+            f"{self.table} {self.step}: files {self.files_before} -> {self.files_after}, bytes "
+            f"{self.bytes_before:,} -> {self.bytes_after:,}, {self.rows:,} rows, v{self.version}, "
+            f"{self.seconds:.2f} s{f' ({self.detail})' if self.detail else ''}"
+        )
 
 
 @dataclass
 class MaintenanceReport:
-    delta: list[DeltaMaintenance] = field(default_factory=list)
-    lancedb: dict[str, Any] | None = None
+    run_id: str
+    started_at: datetime
+    steps: list[StepReport] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "started_at": self.started_at.isoformat()}
+
+    def warehouse_rows(self) -> list[dict[str, Any]]:
+        """One ``fact_lake_maintenance`` row per step (``warehouse.load.record_lake_maintenance``)."""
+        return [
+            {
+                "run_id": self.run_id, "table_name": s.table, "step": s.step, "started_at": self.started_at,
+                "seconds": s.seconds, "files_before": s.files_before, "files_after": s.files_after,
+                "bytes_before": s.bytes_before, "bytes_after": s.bytes_after, "rows": s.rows,
+                "table_version": s.version, "detail": s.detail,
+            }
+            for s in self.steps
+        ]  # fmt: skip
 
 
-def _delta_table_exists(spark: SparkSession, path: str) -> bool:
-    from delta.tables import DeltaTable
+def lancedb_name(settings: Settings) -> str:
+    """How reports and the CLI name the LanceDB chunks table: ``lancedb/chunks``."""
+    return LANCEDB_PREFIX + settings.lancedb.chunks_table
 
-    return bool(DeltaTable.isDeltaTable(spark, path))
+
+def open_delta(settings: Settings, name: str) -> DeltaTable:
+    from deltalake import DeltaTable
+
+    path, options = tables.delta_location(settings, name)
+    return DeltaTable(path, storage_options=options)
 
 
-def optimize_delta_table(
-    spark: SparkSession, settings: Settings, name: str, *, vacuum: bool = True
-) -> DeltaMaintenance:
-    """OPTIMIZE (compaction) then VACUUM of one Delta table; file counts before and after."""
-    from delta.tables import DeltaTable
+def delta_exists(settings: Settings, name: str) -> bool:
+    from deltalake import DeltaTable
 
-    path = tables.table_path(settings.lake, name)
+    path, options = tables.delta_location(settings, name)
+    return bool(DeltaTable.is_deltatable(path, storage_options=options))
+
+
+def retry_commit(write: Callable[[], T], *, what: str, attempts: int = 5, backoff_s: float = 0.2) -> T:
+    """Runs a delta-rs maintenance commit again when a concurrent writer won the race."""
+    from deltalake.exceptions import CommitFailedError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return write()
+        except CommitFailedError as exc:
+            if attempt == attempts:
+                raise
+            log.warning("%s: Delta commit conflict (%s), retry %d of %d", what, exc, attempt, attempts - 1)
+            time.sleep(backoff_s * attempt)
+    raise AssertionError("unreachable")
+
+
+def _optimized_since_last_write(table: DeltaTable) -> bool:
+    for commit in table.history(50):
+        operation = str(commit.get("operation", ""))
+        if operation == "OPTIMIZE":
+            return True
+        if operation not in _LAYOUT_ONLY:
+            return False
+    return False
+
+
+def optimize_delta_table(settings: Settings, name: str) -> StepReport:
+    """Z-ORDER (silver, gold) or compaction (bronze) of one Delta table; live files before/after."""
     started = time.perf_counter()
-    files_before = int(DeltaTable.forPath(spark, path).detail().collect()[0]["numFiles"])
-    metrics = tables.retry_on_conflict(
-        lambda: DeltaTable.forPath(spark, path).optimize().executeCompaction().collect()[0]["metrics"],
-        what=f"optimize {name}",
+    table = open_delta(settings, name)
+    before, _rows = delta_live(table)
+    columns = [c for c in ZORDER_COLUMNS if c in table.schema().to_arrow().names]  # type: ignore[attr-defined]
+    detail = f"z-order {','.join(columns)}" if columns else "compact"
+    if before.files <= 1 or _optimized_since_last_write(table):
+        detail = "skipped: nothing written since the last optimize" if before.files > 1 else "skipped: one file"
+    else:
+
+        def run() -> dict[str, Any]:
+            fresh = open_delta(settings, name)  # each attempt sees the commit that won
+            return fresh.optimize.z_order(columns) if columns else fresh.optimize.compact()
+
+        metrics = retry_commit(run, what=f"optimize {name}")
+        detail += f": {metrics.get('numFilesRemoved', 0)} files rewritten into {metrics.get('numFilesAdded', 0)}"
+        table = open_delta(settings, name)
+    after, rows = delta_live(table)
+    return StepReport(name, "optimize", before.files, after.files, before.bytes, after.bytes, rows,
+                      table.version(), round(time.perf_counter() - started, 3), detail)  # fmt: skip
+
+
+def checkpoint_delta_table(settings: Settings, name: str) -> StepReport:
+    """A checkpoint of the current version, then log entries past their retention removed;
+    ``_delta_log`` files before/after."""
+    started = time.perf_counter()
+    table = open_delta(settings, name)
+    _data, log_before = split_delta(stored_objects(settings, table.table_uri))
+    table.create_checkpoint()
+    table.cleanup_metadata()
+    _data, log_after = split_delta(stored_objects(settings, table.table_uri))
+    _live, rows = delta_live(table)
+    return StepReport(name, "checkpoint", log_before.files, log_after.files, log_before.bytes, log_after.bytes,
+                      rows, table.version(), round(time.perf_counter() - started, 3),
+                      f"checkpoint at v{table.version()}")  # fmt: skip
+
+
+def vacuum_delta_table(settings: Settings, name: str, *, retention_hours: int | None = None) -> StepReport:
+    """VACUUM of files unreferenced for longer than the retention (``lake.vacuum_retention_hours``;
+    a shorter ``retention_hours`` is for tests only); stored data files before/after."""
+    started = time.perf_counter()
+    hours = settings.lake.vacuum_retention_hours if retention_hours is None else retention_hours
+    table = open_delta(settings, name)
+    data_before, _log = split_delta(stored_objects(settings, table.table_uri))
+    deleted = retry_commit(
+        lambda: open_delta(settings, name).vacuum(
+            retention_hours=hours, dry_run=False, enforce_retention_duration=hours >= 168
+        ),
+        what=f"vacuum {name}",
     )
-    vacuumed = 0
-    if vacuum:
-        DeltaTable.forPath(spark, path).vacuum(float(settings.lake.vacuum_retention_hours))
-        vacuumed = _files_deleted_by_last_vacuum(spark, path)
-    files_after = int(DeltaTable.forPath(spark, path).detail().collect()[0]["numFiles"])
-    return DeltaMaintenance(
-        table=name,
-        files_before=files_before,
-        files_after=files_after,
-        files_added=int(metrics["numFilesAdded"]),
-        files_removed=int(metrics["numFilesRemoved"]),
-        vacuumed_files=vacuumed,
-        seconds=round(time.perf_counter() - started, 2),
-    )
+    table = open_delta(settings, name)
+    data_after, _log = split_delta(stored_objects(settings, table.table_uri))
+    _live, rows = delta_live(table)
+    return StepReport(name, "vacuum", data_before.files, data_after.files, data_before.bytes, data_after.bytes,
+                      rows, table.version(), round(time.perf_counter() - started, 3),
+                      f"{len(deleted)} files older than {hours} h removed")  # fmt: skip
 
 
-def _files_deleted_by_last_vacuum(spark: SparkSession, path: str) -> int:
-    """``numDeletedFiles`` of the newest VACUUM END commit: Delta counts what it deleted, so the
-    table folder need not be listed again (the stream may have committed since: look back a few)."""
-    from delta.tables import DeltaTable
-
-    for commit in DeltaTable.forPath(spark, path).history(10).select("operation", "operationMetrics").collect():
-        if commit["operation"] == "VACUUM END":
-            return int((commit["operationMetrics"] or {}).get("numDeletedFiles", 0))
-    return 0
+def lance_location(settings: Settings) -> str:
+    return f"{settings.lancedb.uri.rstrip('/')}/{settings.lancedb.chunks_table}.lance"
 
 
-def maintain_lancedb(settings: Settings) -> dict[str, Any] | None:
+def _lance_footprint(settings: Settings) -> tuple[Footprint, Footprint]:
+    """(data files, everything) stored for the LanceDB table: data, versions, indexes."""
+    objects = stored_objects(settings, lance_location(settings))
+    data = [size for path, size in objects.items() if path.startswith("data/")]
+    return Footprint(len(data), sum(data)), Footprint(len(objects), sum(objects.values()))
+
+
+def maintain_lancedb(settings: Settings) -> StepReport | None:
     """Compacts and re-indexes the LanceDB chunks table; None when it does not exist yet."""
-    from lake.vectors import connect, maintain, open_chunks
+    from lake.vectors import connect, fragment_count, maintain, open_chunks, unindexed_rows
 
     try:
         table = open_chunks(connect(settings.lancedb), settings.lancedb, create=False)
     except (FileNotFoundError, ValueError):
         return None
-    return maintain(table, settings.lancedb)
+    started = time.perf_counter()
+    data_before, all_before = _lance_footprint(settings)
+    fragments_before, unindexed_before = fragment_count(table), unindexed_rows(table)
+    result = maintain(table, settings.lancedb)
+    data_after, all_after = _lance_footprint(settings)
+    detail = (
+        f"fragments {fragments_before} -> {result['fragments_after']}; unindexed rows {unindexed_before} -> "
+        f"{unindexed_rows(table)}; indexes {result['indices']}; all stored files {all_before.files} -> "
+        f"{all_after.files}, bytes {all_before.bytes:,} -> {all_after.bytes:,}"
+    )
+    return StepReport(lancedb_name(settings), "lancedb", data_before.files, data_after.files, data_before.bytes,
+                      data_after.bytes, int(result["rows"]), int(table.version),
+                      round(time.perf_counter() - started, 3), detail)  # fmt: skip
 
 
 def maintain_lake(
-    spark: SparkSession, settings: Settings, *, only: list[str] | None = None, progress: Any = None
+    settings: Settings,
+    *,
+    only: list[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+    vacuum_retention_hours: int | None = None,
+    run_id: str | None = None,
 ) -> MaintenanceReport:
-    """Maintenance of the bronze/silver Delta tables (all, or ``only`` these) and of LanceDB.
+    """Maintenance of every Delta table (or ``only`` these; ``lancedb/chunks`` names LanceDB's).
     Tables that do not exist yet are reported as missing, not created."""
-    unknown = sorted(set(only or []) - set(tables.TABLE_SCHEMAS))
+    known = [*DELTA_TABLES, lancedb_name(settings)]
+    unknown = sorted(set(only or []) - set(known))
     if unknown:
-        raise ValueError(f"unknown table(s) {unknown}; the lake has {sorted(tables.TABLE_SCHEMAS)}")
-    report = MaintenanceReport()
+        raise ValueError(f"unknown table(s) {unknown}; the lake has {known}")
+    report = MaintenanceReport(run_id or str(uuid.uuid4()), datetime.now(UTC))
     say = progress or (lambda message: log.info("%s", message))
-    for name in only or list(tables.TABLE_SCHEMAS):
-        if not _delta_table_exists(spark, tables.table_path(settings.lake, name)):
+    for name in only or known:
+        if name == lancedb_name(settings):
+            step = maintain_lancedb(settings)
+            if step is None:
+                report.missing.append(name)
+            else:
+                report.steps.append(step)
+                say(step.line())
+            continue
+        if not delta_exists(settings, name):
             report.missing.append(name)
             continue
-        say(f"delta {name}: optimize + vacuum")
-        result = optimize_delta_table(spark, settings, name)
-        report.delta.append(result)
-        say(f"delta {name}: {result.files_before} -> {result.files_after} files in {result.seconds:.1f} s")
-    say(f"lancedb {settings.lancedb.chunks_table}: compact + index")
-    report.lancedb = maintain_lancedb(settings)
-    if report.lancedb is None:
-        report.missing.append(f"lancedb:{settings.lancedb.chunks_table}")
-    else:
-        lance = report.lancedb
-        say(f"lancedb: {lance['fragments_before']} -> {lance['fragments_after']} fragments, {lance['rows']} rows")
+        for run in (
+            optimize_delta_table,
+            checkpoint_delta_table,
+            lambda s, n: vacuum_delta_table(s, n, retention_hours=vacuum_retention_hours),
+        ):
+            step = run(settings, name)
+            report.steps.append(step)
+            say(step.line())
     return report
