@@ -15,6 +15,7 @@ from rich.table import Table
 from cli.kafka import register as register_kafka
 from cli.lake import register as register_lake
 from cli.quality import register as register_quality
+from cli.reprocess import register as register_reprocess
 from cli.trace import register as register_trace
 from cli.warehouse import register as register_warehouse
 from core.settings import Settings
@@ -39,6 +40,7 @@ register_quality(app)  # lakehouse quality check (cli/quality.py)
 register_warehouse(app)  # lakehouse sql / report / warehouse load|migrate (cli/warehouse.py)
 register_kafka(app)  # lakehouse kafka topics|consume|groups (cli/kafka.py)
 register_trace(app)  # lakehouse trace DOCUMENT_ID (cli/trace.py)
+register_reprocess(app, lake_app)  # lakehouse reprocess, lake versions|status (cli/reprocess.py)
 register_lake(lake_app)  # lakehouse lake maintain|history|show|restore|migrate (cli/lake.py)
 # Piped output (CI logs, `| tee`) gets a wide console so tables do not wrap into columns of words.
 console = Console(stderr=False, width=None if sys.stdout.isatty() else 150)

@@ -370,3 +370,49 @@ def read_final_documents(settings: Settings, document_ids: list[str]) -> list[di
     columns = ["document_id", "version", "status", "reason", "pages", "chunks"]
     wanted = pc.field("document_id").isin(document_ids) & pc.field("status").isin(["indexed", "failed"])
     return dataset.to_table(columns=columns, filter=wanted).to_pylist()
+
+
+# ---------------------------------------------------------------------------- reprocessing
+
+
+def ensure_chunks_table(spark: SparkSession, settings: LakeSettings, name: str) -> None:
+    """A Delta table shaped like ``silver/chunks`` (a reprocess's staging table), if missing."""
+    from delta.tables import DeltaTable
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    DeltaTable.createIfNotExists(spark).location(table_path(settings, name)).addColumns(
+        from_arrow_schema(SILVER_CHUNKS_SCHEMA)
+    ).execute()
+
+
+def replace_chunks_from(
+    spark: SparkSession, settings: LakeSettings, source: str, documents: Sequence[tuple[str, int]]
+) -> None:
+    """Replaces the ``silver/chunks`` rows of these (document_id, version)s by ``source``'s, in
+    one MERGE (one commit): rows matched on chunk id are updated, new ones inserted, the
+    documents' other rows deleted. A rerun changes nothing."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    if not documents:
+        return
+    keys = sorted({f"{document_id}:{int(version)}" for document_id, version in documents})
+
+    def key(alias: str) -> Any:
+        return F.concat_ws(":", F.col(f"{alias}.document_id"), F.col(f"{alias}.version").cast("string"))
+
+    staged = spark.read.format("delta").load(table_path(settings, source)).alias("s")
+    staged = staged.where(key("s").isin(keys))
+    target = table_path(settings, SILVER_CHUNKS)
+    retry_on_conflict(
+        lambda: (
+            DeltaTable.forPath(spark, target)
+            .alias("t")
+            .merge(staged.alias("s"), "t.chunk_id = s.chunk_id")
+            .whenMatchedUpdateAll()
+            .whenNotMatchedInsertAll()
+            .whenNotMatchedBySourceDelete(condition=key("t").isin(keys))
+            .execute()
+        ),
+        what=f"replace chunks of {len(keys)} document version(s) in {SILVER_CHUNKS}",
+    )

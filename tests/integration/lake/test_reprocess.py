@@ -1,0 +1,177 @@
+"""Reprocessing into a new index version against real Delta tables (Spark), LanceDB and raw files:
+search keeps answering from the live version during the rebuild and from the new one after the
+switch; a SIGKILL mid-reprocess and a rerun leave no duplicate and no missing chunk."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+
+from core.events import DocumentUploaded
+from core.ids import chunk_id
+from core.settings import PROJECT_ROOT, Settings
+from lake import index_versions, tables
+from lake.reprocess import BuildSettings, Progress, Rebuilder, Scope, reprocess
+from lake.search import hybrid_search
+from lake.vectors import connect, from_silver_chunks, open_chunks, upsert_chunks
+from processing import samples
+from processing.chunking import chunk_pages
+from processing.pdf import extract_pages, page_count
+from tests.integration.spark_jobs.ingest_testkit import delta_rows, isolated_env, isolated_settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.spark]
+NEW_SIZE = 300
+
+
+def _settings(tmp_path, run_id) -> Settings:
+    settings = isolated_settings(tmp_path, run_id, lancedb={"read_consistency_s": 0.0})
+    index_versions.forget_live()
+    return settings
+
+
+def _seed(spark, settings: Settings, documents: list[tuple[str, int, int]]) -> dict[str, bytes]:
+    """Raw PDFs, their ``silver/documents`` rows and version 1 (chunk size 500) as the stream
+    leaves them. ``documents``: (course, pages, seed)."""
+    tables.ensure_tables(spark, settings.lake)
+    raw_dir = settings.object_store.local_root / "raw"
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    rows, pdfs = [], {}
+    for index, (course, pages, seed) in enumerate(documents):
+        document_id = str(uuid.uuid4())
+        pdf = samples.course_book(pages, seed=seed, chars=1200, title=f"Book {seed}").pdf
+        path = raw_dir / f"{document_id}.pdf"
+        path.write_bytes(pdf)
+        pdfs[document_id] = pdf
+        event = DocumentUploaded(event_id=str(uuid.uuid4()), occurred_at=datetime.now(UTC), document_id=document_id,
+                                 course_id=course, version=1, job_id=str(uuid.uuid4()), uploaded_by="u",
+                                 object_uri=path.as_uri(), filename=f"{seed}.pdf", size_bytes=len(pdf),
+                                 sha256=hashlib.sha256(pdf).hexdigest())  # fmt: skip
+        rows.append(tables.document_row(event, status="indexed", reason=None, pages=pages, chunks=0,
+                                        source=("t", 0, index)))  # fmt: skip
+    first = index_versions.first_version(settings)
+    builder = Rebuilder(settings, BuildSettings(first.chunk_size, first.chunk_overlap, first.embedding_model,
+                                                first.precision))  # fmt: skip
+    table = open_chunks(connect(settings.lancedb), settings.lancedb)
+    for row in rows:
+        pages_rows, chunk_rows = builder.rows(row, lambda *_: None)
+        row["chunks"] = chunk_rows.num_rows
+        ids = [row["document_id"]]
+        tables.insert_new(spark, settings.lake, tables.SILVER_PAGES, spark.createDataFrame(pages_rows), "page_id",
+                          document_ids=ids)  # fmt: skip
+        tables.insert_new(spark, settings.lake, tables.SILVER_CHUNKS, spark.createDataFrame(chunk_rows), "chunk_id",
+                          document_ids=ids)  # fmt: skip
+        upsert_chunks(table, from_silver_chunks(chunk_rows))
+    frame = spark.createDataFrame(tables.arrow_rows(tables.SILVER_DOCUMENTS, rows))
+    tables.merge_documents(spark, settings.lake, frame)
+    return pdfs
+
+
+def _expected_ids(settings: Settings, document_id: str, pdf: bytes, size: int) -> set[str]:
+    """From the PDF, not from what the reprocess wrote: a lost chunk must fail the test."""
+    pages = extract_pages(pdf, 0, page_count(pdf), extractor=settings.ingest.extractor)
+    chunks = chunk_pages(pages, document_id=document_id, version=1, chunk_size=size,
+                         chunk_overlap=settings.ingest.chunk_overlap)  # fmt: skip
+    return {chunk_id(document_id, 1, i) for i in range(len(chunks))}
+
+
+def _lance_ids(settings: Settings, table: str, course: str) -> list[str]:
+    rows = open_chunks(connect(settings.lancedb), settings.lancedb, create=False, name=table).to_arrow().to_pylist()
+    return [r["chunk_id"] for r in rows if r["course_id"] == course]
+
+
+def test_a_new_chunk_size_builds_a_version_served_only_once_switched(spark, tmp_path, run_id):
+    from processing.embedding import get_embedder
+
+    settings = _settings(tmp_path, run_id)
+    course, other = str(uuid.uuid4()), str(uuid.uuid4())
+    pdfs = _seed(spark, settings, [(course, 4, 1), (course, 6, 2), (other, 3, 3)])
+    db = connect(settings.lancedb)
+    embedder = get_embedder(settings.embedding)
+    old_ids = set(_lance_ids(settings, "chunks", course))
+    other_ids = set(_lance_ids(settings, "chunks", other))
+    during: list[tuple[int, set[str]]] = []
+
+    def search(query: str = "streaming lakehouse chapter page") -> set[str]:
+        return {h.chunk_id for h in hybrid_search(db, course, query, 10, embedder, settings=settings.lancedb)}
+
+    def while_building(p: Progress) -> None:
+        if p.stage == "document" and p.pages_done == p.pages_total and p.pages_total and not during:
+            during.append((index_versions.live_index(db, settings.lancedb).version, search()))
+
+    result = reprocess(spark, settings, Scope("course", course), chunk_size=NEW_SIZE, progress=while_building)
+
+    # During the rebuild (a document already in chunks_v2): version 1 answered.
+    assert during and during[0][0] == 1 and during[0][1] and during[0][1] <= old_ids
+    assert (result.version.version, result.version.state, result.previous.version) == (2, "live", 1)
+    expected = set().union(*(_expected_ids(settings, d, pdf, NEW_SIZE) for d, pdf in pdfs.items()
+                             if d in {r["document_id"] for r in delta_rows(settings, tables.SILVER_DOCUMENTS)
+                                      if r["course_id"] == course}))  # fmt: skip
+    new_ids = _lance_ids(settings, "chunks_v2", course)
+    assert len(new_ids) == len(set(new_ids)) and set(new_ids) == expected and len(expected) > len(old_ids)
+    assert set(_lance_ids(settings, "chunks_v2", other)) == other_ids  # outside the scope: copied as is
+    # After the switch: version 2 answers, with the new chunks.
+    assert index_versions.live_index(db, settings.lancedb) == index_versions.LiveIndex(2, "chunks_v2")
+    after = search()
+    assert after and after <= expected
+    silver = [r for r in delta_rows(settings, tables.SILVER_CHUNKS) if r["course_id"] == course]
+    assert {r["chunk_id"] for r in silver} == expected and len(silver) == len(expected)
+    assert all(len(r["text"]) <= NEW_SIZE for r in silver)
+    counts = {r["document_id"]: r["chunks"] for r in delta_rows(settings, tables.SILVER_DOCUMENTS)}
+    assert sum(counts[d] for d in pdfs if counts[d] and d in {r["document_id"] for r in silver}) == len(expected)
+    states = {v.version: v.state for v in index_versions.list_versions(db)}
+    assert states == {1: "retired", 2: "live"}
+    assert any("Great Expectations" in line and "passed" in line for line in result.checks), result.checks
+
+
+def test_sigkill_mid_reprocess_then_rerun_completes_without_duplicates_or_gaps(spark, tmp_path, run_id):
+    settings = _settings(tmp_path, run_id)
+    course = str(uuid.uuid4())
+    pdfs = _seed(spark, settings, [(course, 3, 4), (course, 4, 5), (course, 5, 6)])
+    env = {**os.environ, **isolated_env(settings), "LAKEHOUSE_LANCEDB__READ_CONSISTENCY_S": "0",
+           "PYTHONPATH": str(PROJECT_ROOT)}  # fmt: skip
+    command = [sys.executable, "-m", "cli", "reprocess", "--course", course, "--chunk-size", str(NEW_SIZE)]
+    log = (tmp_path / "reprocess.log").open("w")
+    job = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                           start_new_session=True)  # fmt: skip
+    db = connect(settings.lancedb)
+    killed_with: set[str] = set()
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and job.poll() is None:
+            if "chunks_v2" in db.table_names():
+                rows = open_chunks(db, settings.lancedb, create=False, name="chunks_v2").to_arrow()
+                killed_with = set(rows["document_id"].to_pylist())
+                if killed_with:
+                    os.killpg(job.pid, signal.SIGKILL)
+                    break
+            time.sleep(0.1)
+        job.wait(timeout=30)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+        log.close()
+    output = (tmp_path / "reprocess.log").read_text()
+    assert job.returncode == -signal.SIGKILL and 0 < len(killed_with) < 3, output[-3000:]
+    [building] = [v for v in index_versions.list_versions(db) if v.version == 2]
+    assert building.state == "building" and index_versions.live_version(db, settings).version == 1
+
+    rerun = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert "index version 2" in rerun.stdout and "resumed" in rerun.stdout, rerun.stdout
+    expected = set().union(*(_expected_ids(settings, d, pdf, NEW_SIZE) for d, pdf in pdfs.items()))
+    lance = _lance_ids(settings, "chunks_v2", course)
+    silver = [r["chunk_id"] for r in delta_rows(settings, tables.SILVER_CHUNKS) if r["course_id"] == course]
+    assert not [i for i, n in Counter(lance).items() if n > 1], "duplicate chunks in LanceDB"
+    assert not [i for i, n in Counter(silver).items() if n > 1], "duplicate chunks in silver"
+    assert set(lance) == set(silver) == expected
+    index_versions.forget_live()
+    assert index_versions.live_index(db, settings.lancedb).version == 2
