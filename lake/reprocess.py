@@ -286,6 +286,10 @@ def reprocess(
         builder.build(documents, result)
         documents = builder.catch_up(result)  # uploads indexed or replaced while building
         builder.index()
+        if evaluate is None:
+            embeddings = {live.table_name: (live.embedding_model, live.precision),
+                          version.table_name: (build.embedding_model, build.precision)}  # fmt: skip
+            evaluate = reprocess_checks.evaluation_recall(settings, documents, embeddings)
         result.checks = reprocess_checks.run_checks(
             settings, db, version, live, documents, staging=staging_name(version.version),
             scope=(scope.label, scope.lance_filter(inside=True), scope.lance_filter(inside=False)),

@@ -151,3 +151,52 @@ def _quality(settings: Settings, staging: str, keys: set[tuple[str, int]]) -> st
     if result.status == "failed":
         raise ReprocessCheckFailed("Great Expectations silver/chunks suite failed:\n" + "\n".join(report.failures()))
     return f"Great Expectations silver/chunks suite: {result.status} ({result.rows} staged rows)"
+
+
+def evaluation_recall(
+    settings: Settings, documents: Sequence[dict[str, Any]], embeddings: dict[str, tuple[str, str]]
+) -> RecallEvaluator | None:
+    """Recall@5 on ``bench/retrieval``'s evaluation set, for a table, when the set's documents
+    (found by their file names, ``bench/corpus.py``) are among ``documents``; None otherwise.
+    Uses ``bench/retrieval_metrics``' scoring and the live search (``lake.search``); each
+    table is queried with its own embedding (``embeddings``: table -> (model, precision))."""
+    from pathlib import Path
+
+    from core.settings import PROJECT_ROOT
+
+    try:
+        from bench.corpus import DOCUMENTS
+        from bench.retrieval_metrics import first_right_rank, load_truths, recall_at
+    except ImportError:  # an install without the bench folder
+        return None
+    by_file = {Path(path).name: name for name, path in DOCUMENTS.items()}
+    present = {by_file[d["filename"]]: d for d in documents if d["filename"] in by_file}
+    if not present:
+        return None
+    data = PROJECT_ROOT / "bench" / "retrieval"
+    truths = [
+        t for half in ("phrases", "questions") for t in load_truths(data / f"{half}.jsonl") if t.document in present
+    ]
+    names = {d["document_id"]: name for name, d in present.items()}
+
+    def evaluate(table_name: str) -> float:
+        from lake.search import hybrid_search
+        from lake.vectors import connect
+        from processing.embedding import get_embedder
+
+        db = connect(settings.lancedb)
+        model, precision = embeddings[table_name]
+        embedding = settings.embedding.model_copy(update={"model_package": model, "precision": precision})
+        embedder = get_embedder(embedding)
+        ranks = []
+        for truth in truths:
+            course = present[truth.document]["course_id"]
+            hits = hybrid_search(
+                db, course, truth.query, 10, embedder, settings=settings.lancedb, table_name=table_name
+            )
+            ranks.append(
+                first_right_rank(truth, [(names.get(h.document_id, ""), h.page_start, h.page_end) for h in hits])
+            )
+        return recall_at(ranks, 5)
+
+    return evaluate
