@@ -132,6 +132,13 @@ def problem_response(
     )
 
 
+def _message(error: dict[str, Any]) -> str:
+    """Pydantic's message, or a plainer one where it speaks about our internals."""
+    if tuple(error.get("loc", ())) == ("body", "files") and error.get("type") in ("missing", "too_short"):
+        return "Attach at least one PDF: a multipart/form-data part named 'files' with a file name."
+    return str(error.get("msg", ""))
+
+
 def _validation_problem(exc: RequestValidationError) -> JSONResponse:
     raw = exc.errors()
     if any(e.get("type") == "json_invalid" for e in raw):
@@ -143,13 +150,38 @@ def _validation_problem(exc: RequestValidationError) -> JSONResponse:
             title="Malformed JSON",
             slug="malformed-json",
         )
-    errors = [
-        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))} for e in raw
-    ]
+    errors = [{"loc": list(e.get("loc", ())), "msg": _message(e), "type": str(e.get("type", ""))} for e in raw]
     summary = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5])
     return problem_response(
         422, f"The request is invalid: {summary}", title="Validation Failed", slug="validation", errors=errors
     )
+
+
+# Name of the catch-all routes that answer 405 on a literal path a path parameter would otherwise
+# swallow (PATCH /v1/courses/join must not be read as PATCH /v1/courses/{course_id="join"}).
+METHOD_NOT_ALLOWED_ROUTE = "method_not_allowed"
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods of every route whose path matches the request's (405 stubs excluded)."""
+    from starlette.routing import Match
+
+    matching, literal = [], False
+    for route in request.app.router.routes:
+        # Any method: a route of another method matches partially, which still names the path.
+        if route.matches({**request.scope, "method": "GET"})[0] == Match.NONE:
+            continue
+        if getattr(route, "name", "") == METHOD_NOT_ALLOWED_ROUTE:
+            literal = True  # the path is a literal one (/join): routes with parameters do not count
+        elif getattr(route, "methods", None):
+            matching.append(route)
+    methods: set[str] = set()
+    for route in matching:
+        if not (literal and getattr(route, "param_convertors", None)):
+            methods.update(route.methods)
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -174,9 +206,14 @@ def install_error_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "Error")
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"No resource at {request.url.path}."
-        elif exc.status_code == 405:
-            detail = f"{request.method} is not allowed on {request.url.path}."
-        return problem_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            # Starlette's Allow names the methods of the first route matching the path only
+            # (GET /v1/courses/{id} hides PATCH): every route of the path counts.
+            allowed = allowed_methods(request)
+            detail = f"{request.method} is not allowed on {request.url.path}; allowed: {', '.join(allowed)}."
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+        return problem_response(exc.status_code, detail, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:

@@ -57,6 +57,11 @@ def revoked_session_key(session_id: str) -> str:
     return f"revoked:session:{session_id}"
 
 
+def login_failures_key(account: str) -> str:
+    """Wrong passwords for one account (``account``: a digest of the email) in the current window."""
+    return f"login:failures:{account}"
+
+
 # ---- stream readiness
 def stream_heartbeat_key(job_name: str) -> str:
     """Refreshed by a running stream after each trigger; readers treat a fresh value as 'running'."""

@@ -313,6 +313,12 @@ class APISettings(_Section):
     rate_limit_per_minute: int = Field(600, ge=1, description="Token bucket size per user / IP per minute")
     rate_limit_ip_per_minute: int = Field(1200, ge=1, description="Token bucket size per client IP per minute")
     rate_limit_enabled: bool = Field(True, description="Apply the Redis token buckets at the edge")
+    login_max_failures: int = Field(
+        10, ge=1, description="Wrong passwords for one account within login_failure_window_s before it answers 429"
+    )
+    login_failure_window_s: int = Field(
+        900, ge=1, description="Window of the per-account login throttle, from the first wrong password"
+    )
     cache_enabled: bool = Field(True, description="Cache-aside reads through Redis (off: always PostgreSQL)")
     docs_enabled: bool = Field(True, description="Serve /docs and /openapi.json")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(

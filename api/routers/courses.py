@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, Response, status
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import PrincipalDep, ServicesDep
-from api.errors import problem_responses
+from api.errors import METHOD_NOT_ALLOWED_ROUTE, problem_responses
 from api.schemas import Course, CourseCreate, CourseList, CourseUpdate, JoinCourse
 
 router = APIRouter(prefix="/v1/courses", tags=["courses"], responses=problem_responses(401, 422, 429))
@@ -29,6 +30,17 @@ def my_courses(principal: PrincipalDep, services: ServicesDep) -> dict:
 def join_course(body: JoinCourse, principal: PrincipalDep, services: ServicesDep) -> dict:
     """Enrols the caller in the course of a join code (idempotent)."""
     return services.courses.join(principal, join_code=body.join_code)
+
+
+@router.api_route(
+    "/join",
+    methods=["GET", "PUT", "PATCH", "DELETE", "OPTIONS"],
+    name=METHOD_NOT_ALLOWED_ROUTE,
+    include_in_schema=False,
+)
+def join_other_methods() -> None:
+    """405 (Allow: POST), not a 422 from the /{course_id} routes reading "join" as an id."""
+    raise StarletteHTTPException(status.HTTP_405_METHOD_NOT_ALLOWED)
 
 
 @router.get("/{course_id}", response_model=Course, responses=problem_responses(404))

@@ -41,7 +41,9 @@ def upload_documents(
     principal: PrincipalDep,
     services: ServicesDep,
     response: Response,
-    files: Annotated[list[UploadFile], File(description="One or more PDF files")],
+    files: Annotated[
+        list[UploadFile], File(min_length=1, description="One or more PDF files, each a multipart part named `files`")
+    ],
     replace: Annotated[bool, Query(description="Process identical bytes again as a new version")] = False,
     traceparent: Annotated[str | None, Header(description="W3C trace context to continue")] = None,
 ) -> dict:
