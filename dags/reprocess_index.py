@@ -69,6 +69,17 @@ def reprocess_index() -> None:
             spark.stop()
         for line in result.checks:
             print(f"check: {line}")
+        from core.db import ShardedPostgres
+        from lake.reprocess import counts_by_course
+        from records.documents import DocumentRecords
+
+        db = ShardedPostgres(settings.postgres)
+        try:
+            records = DocumentRecords(db)
+            for course, counts in counts_by_course(result).items():
+                records.set_chunk_counts(course, counts)
+        finally:
+            db.close()
         return {"version": result.version.version, "previous": result.previous.version,
                 "documents": result.documents, "built": result.built, "resumed": result.resumed,
                 "seconds": round(result.seconds, 1)}  # fmt: skip

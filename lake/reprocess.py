@@ -117,11 +117,21 @@ class ReprocessResult:
     built: int = 0
     resumed: int = 0
     chunks: dict[tuple[str, int], int] = field(default_factory=dict)
+    courses: dict[str, str] = field(default_factory=dict)  # document_id -> course_id (scope)
     checks: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
 ReportProgress = Callable[[Progress], None]
+
+
+def counts_by_course(result: ReprocessResult) -> dict[str, dict[tuple[str, int], int]]:
+    """The new chunk counts grouped by course: what PostgreSQL's ``documents`` rows are told
+    (``records.documents.DocumentRecords.set_chunk_counts``, by the runtime)."""
+    grouped: dict[str, dict[tuple[str, int], int]] = {}
+    for (document_id, version), chunks in result.chunks.items():
+        grouped.setdefault(result.courses[document_id], {})[(document_id, version)] = chunks
+    return grouped
 
 
 def staging_name(version: int) -> str:
@@ -300,6 +310,7 @@ def reprocess(
     keys = [(d["document_id"], int(d["version"])) for d in documents]
     tables.replace_chunks_from(spark, settings.lake, staging_name(version.version), keys)
     result.chunks = reprocess_checks.staged_counts(settings, staging_name(version.version), keys)
+    result.courses = {d["document_id"]: d["course_id"] for d in documents}
     _update_document_counts(spark, settings, documents, result.chunks)
     result.version = index_versions.switch_live(db, version, live)
     result.seconds = time.perf_counter() - started
