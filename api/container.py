@@ -19,6 +19,7 @@ from api.services import CourseService, DocumentService, JobService, UserService
 from api.study import StudyService
 from api.uploads import UploadService
 from core.db import ShardedPostgres
+from core.db_async import AsyncShards
 from core.secrets import airflow_password, jwt_secret
 from core.settings import Settings
 from lake.store import object_store
@@ -62,6 +63,7 @@ class Services:
     settings: Settings
     metrics: Metrics
     db: ShardedPostgres
+    adb: AsyncShards
     redis: RedisGateway
     cache: CacheAside
     limiter: RateLimiter
@@ -95,7 +97,8 @@ class Services:
         )
         document_records = DocumentRecords(db)
         users = UserService(UserRecords(db))
-        courses = CourseService(CourseRecords(db), cache)
+        adb = AsyncShards(db, max_size=settings.postgres.async_pool_max_size)
+        courses = CourseService(CourseRecords(db, adb), cache)
         documents = DocumentService(document_records, courses, cache)
         jobs = JobService(document_records, redis, courses)
         publisher = EventPublisher(settings.kafka, client_id="lakehouse-api")
@@ -113,6 +116,7 @@ class Services:
             settings=settings,
             metrics=metrics,
             db=db,
+            adb=adb,
             redis=redis,
             cache=cache,
             limiter=limiter,
@@ -138,6 +142,12 @@ class Services:
             analytics=analytics,
             hub=NotificationHub(settings.redis),
         )
+
+    async def aclose(self) -> None:
+        """Closes the clients that live on the event loop (before ``close``, on the same loop)."""
+        await self.hub.close()
+        await self.redis.aclose()
+        await self.adb.aclose()
 
     def close(self) -> None:
         self.analytics.close()

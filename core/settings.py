@@ -122,6 +122,9 @@ class PostgresSettings(_Section):
 
     def shard_names(self) -> list[str]:
         return [f"{self.shard_db_prefix}{i}" for i in range(self.shards)]
+    async_pool_max_size: int = Field(
+        4, ge=1, description="Connections per shard of the API's event-loop pool (hot reads without a thread hop)"
+    )
 
     def dsn(self, database: str) -> str:
         return f"postgresql://{self.user}:{self.password.get_secret_value()}@{self.host}:{self.port}/{database}"
