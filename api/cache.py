@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import json
 import logging
 import threading
@@ -182,6 +183,13 @@ class RedisGateway:
             log.debug("closing the asyncio redis client failed", exc_info=True)
 
 
+async def _run(loader: Callable[[], Any]) -> Any:
+    """A loader's value: an ``async def`` is awaited on the loop, anything else runs in the thread pool."""
+    if inspect.iscoroutinefunction(loader):
+        return await loader()
+    return await run_in_threadpool(loader)
+
+
 def _sha(script: str) -> str:
     return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
 
@@ -280,19 +288,20 @@ class CacheAside:
 
     async def aget_many(self, reads: list[tuple[str, str, Callable[[], Any] | None]]) -> list[Any]:
         """``get_or_load`` of several entries on the event loop: one Redis round trip when every
-        entry is cached. ``reads`` holds (cache, name, loader); a loader (sync, run in the thread
-        pool on a miss) may be None: a miss then answers None without loading."""
+        entry is cached. ``reads`` holds (cache, name, loader); a loader (an ``async def`` awaited
+        on the loop, or a plain function run in the thread pool) may be None: a miss then answers
+        None without loading."""
         if not self.enabled:
             for cache, _name, _loader in reads:
                 self.metrics.cache_requests.labels(cache, "bypass").inc()
-            return [await run_in_threadpool(loader) if loader else None for _c, _n, loader in reads]
+            return [await _run(loader) if loader else None for _c, _n, loader in reads]
         keys = [self.redis.key(name) for _cache, name, _loader in reads]
         try:
             raws = await self.redis.aget_many(keys)
         except RedisDown:
             for cache, _name, _loader in reads:
                 self.metrics.cache_requests.labels(cache, "error").inc()
-            return [await run_in_threadpool(loader) if loader else None for _c, _n, loader in reads]
+            return [await _run(loader) if loader else None for _c, _n, loader in reads]
         values = []
         for (cache, _name, loader), key, raw in zip(reads, keys, raws, strict=True):
             if raw is not None:
@@ -312,7 +321,7 @@ class CacheAside:
         try:
             owner = await self.redis.acall("cache_lock", lambda c: c.set(lock_key, token, nx=True, px=self.lock_ttl_ms))
         except RedisDown:
-            return await run_in_threadpool(loader)
+            return await _run(loader)
         if not owner:
             deadline = time.monotonic() + min(self.lock_ttl_ms / 1000, 1.0)
             while time.monotonic() < deadline:
@@ -323,7 +332,7 @@ class CacheAside:
                     break
                 if raw is not None:
                     return orjson.loads(raw)
-            return await run_in_threadpool(loader)
+            return await _run(loader)
         try:
             try:
                 raw = await self.redis.acall("cache_get", lambda c: c.get(key))
@@ -331,7 +340,7 @@ class CacheAside:
                 raw = None
             if raw is not None:
                 return orjson.loads(raw)
-            value = await run_in_threadpool(loader)
+            value = await _run(loader)
             if value is not None:
                 payload = json.dumps(value, default=str)
                 try:

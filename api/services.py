@@ -100,26 +100,36 @@ class CourseService:
         """``view`` on the event loop: membership and course in one Redis round trip when both
         are cached; with the cache off, both PostgreSQL reads in one thread-pool hop."""
         cid = str(course_id)
+        user_id = str(principal.user_id)
         if not self.cache.enabled:
             self.cache.metrics.cache_requests.labels("course", "bypass").inc()
-            row = await run_in_threadpool(self.repo.with_member_role, cid, str(principal.user_id))
+            if self.repo.adb is not None:
+                row = await self.repo.awith_member_role(cid, user_id)
+            else:
+                row = await run_in_threadpool(self.repo.with_member_role, cid, user_id)
             role = "admin" if principal.is_admin else (row or {}).get("member_role")
             if row is None or role is None:
                 raise NotFound("No course with this id.")
             course = jsonable({k: v for k, v in row.items() if k != "member_role"})
             return present_course(course, role)
+        on_loop = self.repo.adb is not None  # misses load on the event loop's pools
+
+        async def amembership() -> dict[str, Any]:
+            return {"role": await self.repo.amember_role(cid, user_id)}  # non-members are cached too
+
+        async def acourse() -> dict[str, Any] | None:
+            return jsonable(await self.repo.aget(cid))
+
         reads: list[tuple[str, str, Any]] = [("course", course_key(cid), None)]
         if not principal.is_admin:
-            user_id = str(principal.user_id)
-            reads.append(
-                ("membership", member_key(cid, user_id), lambda: {"role": self.repo.member_role(cid, user_id)})
-            )
+            membership = amembership if on_loop else lambda: {"role": self.repo.member_role(cid, user_id)}
+            reads.append(("membership", member_key(cid, user_id), membership))
         values = await self.cache.aget_many(reads)
         role = "admin" if principal.is_admin else values[1]["role"]
         course = values[0]
         if role is not None and course is None:  # a miss: load it (single-flight) for a member only
-            loaded = await self.cache.aget_many([("course", course_key(cid), lambda: jsonable(self.repo.get(cid)))])
-            course = loaded[0]
+            load = acourse if on_loop else lambda: jsonable(self.repo.get(cid))
+            course = (await self.cache.aget_many([("course", course_key(cid), load)]))[0]
         if role is None or course is None:
             raise NotFound("No course with this id.")
         return present_course(course, role)

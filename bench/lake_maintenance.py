@@ -11,7 +11,8 @@ layout, not the content, is what maintenance changes.
     flock /tmp/lakehouse-heavy.lock .venv/bin/python -m bench.lake_maintenance --documents 300
 
 Writes JSON and a PNG under .lakehouse/bench/lake_maintenance/. VACUUM keeps its 7-day floor here,
-so the files compacted away stay stored (time travel needs them): "stored" columns show that.
+so the files compacted away stay stored (time travel needs them): "stored" columns show that;
+``--days-later`` maintains with 0 h retentions instead, as a run a week later would find the lake.
 """
 
 from __future__ import annotations
@@ -164,6 +165,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--documents", type=int, default=300)
     parser.add_argument("--batch", type=int, default=10, help="Documents per silver micro-batch")
+    parser.add_argument(
+        "--days-later", action="store_true",
+        help="Maintain as a run a week later would: VACUUM and LanceDB version pruning with 0 h retention",
+    )  # fmt: skip
     args = parser.parse_args()
     model, flags = cpu_model_and_flags()
     print(f"CPU: {model}; flags: {' '.join(f for f in flags if f in ('avx2', 'avx512f', 'sse4_2', 'fma'))}")
@@ -171,13 +176,17 @@ def main() -> None:
     data = Settings(environment="test").model_dump()
     data["lake"].update(root=str(work / "lake"), checkpoint_root=str(work / "checkpoints"))
     data["lancedb"]["uri"] = str(work / "lancedb")
+    if args.days_later:
+        data["lancedb"]["keep_versions_hours"] = 0.0
     settings = Settings(**data)
     print(f"generating {args.documents} documents in {work} …")
     timings = generate(settings, args.documents, args.batch)
     probe = open_delta(settings, tables.SILVER_PAGES).to_pyarrow_table(columns=["document_id"]).column(0)[0].as_py()
     before, read_before = footprint(settings), one_document_read_ms(settings, probe)
     started = time.perf_counter()
-    report = maintain_lake(settings, progress=lambda line: print("  " + line))
+    report = maintain_lake(
+        settings, progress=lambda line: print("  " + line), vacuum_retention_hours=0 if args.days_later else None
+    )
     seconds = round(time.perf_counter() - started, 1)
     after, read_after = footprint(settings), one_document_read_ms(settings, probe)
     lance = next(s for s in report.steps if s.step == "lancedb")
@@ -196,7 +205,8 @@ def main() -> None:
 
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     result = {
-        "cpu_model": model, "documents": args.documents, "batch": args.batch, "generation": timings,
+        "cpu_model": model, "documents": args.documents, "batch": args.batch, "days_later": args.days_later,
+        "generation": timings,
         "maintenance_s": seconds, "before": before, "after": after, "lancedb": lance.__dict__,
         "read_one_document_ms": {"before": read_before, "after": read_after}, "steps": report.as_dict()["steps"],
     }  # fmt: skip

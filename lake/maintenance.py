@@ -37,7 +37,7 @@ from lake import gold, tables
 from lake.footprint import Footprint, delta_live, split_delta, stored_objects
 
 if TYPE_CHECKING:
-    from deltalake import DeltaTable
+    from deltalake import DeltaTable, WriterProperties
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -127,6 +127,16 @@ def retry_commit(write: Callable[[], T], *, what: str, attempts: int = 5, backof
     raise AssertionError("unreachable")
 
 
+def rewrite_properties() -> WriterProperties:
+    """Parquet settings of the files maintenance writes: ZSTD, no dictionary pages. Dictionaries of
+    unique values (embedding floats, page texts) cost more than they save: a Z-ORDERed
+    ``silver/chunks`` file of 160 rows was 360 KB with delta-rs' defaults, 238 KB like this
+    (and 285 KB as Spark's 4 files); gold tables shrink 10 %, ``silver/pages`` grows 11 %."""
+    from deltalake import ColumnProperties, WriterProperties
+
+    return WriterProperties(compression="ZSTD", default_column_properties=ColumnProperties(dictionary_enabled=False))
+
+
 def _optimized_since_last_write(table: DeltaTable) -> bool:
     for commit in table.history(50):
         operation = str(commit.get("operation", ""))
@@ -150,7 +160,9 @@ def optimize_delta_table(settings: Settings, name: str) -> StepReport:
 
         def run() -> dict[str, Any]:
             fresh = open_delta(settings, name)  # each attempt sees the commit that won
-            return fresh.optimize.z_order(columns) if columns else fresh.optimize.compact()
+            if columns:
+                return fresh.optimize.z_order(columns, writer_properties=rewrite_properties())
+            return fresh.optimize.compact(writer_properties=rewrite_properties())
 
         metrics = retry_commit(run, what=f"optimize {name}")
         detail += f": {metrics.get('numFilesRemoved', 0)} files rewritten into {metrics.get('numFilesAdded', 0)}"

@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 from core.db import ShardedPostgres
+from core.db_async import AsyncShards
 from core.ids import uuid7
 from records.rows import pool_for, returned
 
@@ -21,11 +22,18 @@ COURSE_FIELDS_EDITABLE = ("title", "description")
 
 
 _COURSE_COLUMNS = "id, title, description, owner_id, join_code, created_at, updated_at"
+_WITH_MEMBER_ROLE = (
+    f"SELECT {_COURSE_COLUMNS}, (SELECT role FROM course_members m WHERE m.course_id = c.id"
+    " AND m.user_id = %s) AS member_role FROM courses c WHERE c.id = %s"
+)
+_MEMBER_ROLE = "SELECT role FROM course_members WHERE course_id = %s AND user_id = %s"
 
 
 class CourseRecords:
-    def __init__(self, db: ShardedPostgres) -> None:
+    def __init__(self, db: ShardedPostgres, adb: AsyncShards | None = None) -> None:
         self.db = db
+        # The event loop's pools (the API's hot reads); None outside the API.
+        self.adb = adb
 
     def create(self, *, owner_id: uuid.UUID, title: str, description: str) -> dict[str, Any]:
         course_id = uuid7()
@@ -76,17 +84,36 @@ class CourseRecords:
         """The course row plus ``member_role`` (the user's role, None if not a member) in one
         query (both rows live on the course's shard): the uncached course read."""
         with pool_for(self.db, str(course_id)).connection() as conn:
-            return conn.execute(
-                f"SELECT {_COURSE_COLUMNS}, (SELECT role FROM course_members m WHERE m.course_id = c.id"
-                " AND m.user_id = %s) AS member_role FROM courses c WHERE c.id = %s",
-                (user_id, course_id),
-            ).fetchone()
+            return conn.execute(_WITH_MEMBER_ROLE, (user_id, course_id)).fetchone()
+
+    async def awith_member_role(self, course_id: uuid.UUID | str, user_id: uuid.UUID | str) -> dict[str, Any] | None:
+        """``with_member_role`` on the event loop (the async pools; no thread-pool hop)."""
+        if self.adb is None:
+            raise RuntimeError("CourseRecords was built without async pools")
+        async with self.adb.connection(str(course_id)) as conn:
+            cursor = await conn.execute(_WITH_MEMBER_ROLE, (user_id, course_id))
+            return await cursor.fetchone()
+
+    async def amember_role(self, course_id: uuid.UUID | str, user_id: uuid.UUID | str) -> str | None:
+        """``member_role`` on the event loop."""
+        if self.adb is None:
+            raise RuntimeError("CourseRecords was built without async pools")
+        async with self.adb.connection(str(course_id)) as conn:
+            cursor = await conn.execute(_MEMBER_ROLE, (course_id, user_id))
+            row = await cursor.fetchone()
+        return row["role"] if row else None
+
+    async def aget(self, course_id: uuid.UUID | str) -> dict[str, Any] | None:
+        """``get`` on the event loop."""
+        if self.adb is None:
+            raise RuntimeError("CourseRecords was built without async pools")
+        async with self.adb.connection(str(course_id)) as conn:
+            cursor = await conn.execute(f"SELECT {_COURSE_COLUMNS} FROM courses WHERE id = %s", (course_id,))
+            return await cursor.fetchone()
 
     def member_role(self, course_id: uuid.UUID | str, user_id: uuid.UUID | str) -> str | None:
         with pool_for(self.db, str(course_id)).connection() as conn:
-            row = conn.execute(
-                "SELECT role FROM course_members WHERE course_id = %s AND user_id = %s", (course_id, user_id)
-            ).fetchone()
+            row = conn.execute(_MEMBER_ROLE, (course_id, user_id)).fetchone()
         return row["role"] if row else None
 
     def members(self, course_id: uuid.UUID | str) -> list[str]:
