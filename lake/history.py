@@ -238,6 +238,8 @@ def restore_version(settings: Settings, name: str, version: int) -> dict[str, An
         _lance_version(settings, table, version=version, as_of=None)
         table.restore(version)
         return {"table": lancedb_name(settings), "restored": version, "version": int(table.version), "metrics": {}}
+    if version == _delta(settings, name).version():
+        raise VersionUnavailable(f"version {version} is already the current version of {name}: nothing to restore")
     _delta_at(settings, name, version=version, as_of=None)  # refuses a missing or vacuumed version
     metrics = retry_commit(lambda: _delta(settings, name).restore(version), what=f"restore {name}")
     return {"table": name, "restored": version, "version": _delta(settings, name).version(), "metrics": metrics}

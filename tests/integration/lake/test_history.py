@@ -67,6 +67,8 @@ def test_a_vacuumed_or_missing_version_is_refused_with_a_clear_message(tmp_path)
     with pytest.raises(UnknownTable, match=r"unknown table 'silver/page'"):
         read_version(settings, "silver/page", version=0)
     assert read_version(settings, PAGES, version=0)[1].num_rows == 4  # v0's file is still referenced
+    with pytest.raises(VersionUnavailable, match=r"version 5 is already the current version of silver/pages"):
+        restore_version(settings, PAGES, 5)
 
 
 def test_lancedb_versions_restore_and_a_pruned_version_is_refused(tmp_path):
