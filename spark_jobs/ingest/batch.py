@@ -217,7 +217,8 @@ class DocumentIngestor:
                 self.spark, readable, pages_per_task=self.settings.ingest.pages_per_task, extractor=extractor
             )
         with stats.lap("chunk"):
-            parsed = [d if isinstance(d, FailedDocument) else extract.chunk(d, self.settings.ingest) for d in extracted]
+            chunking = self.lance.live_chunking()  # as the live index version was cut (a reprocess may change it)
+            parsed = [d if isinstance(d, FailedDocument) else extract.chunk(d, chunking) for d in extracted]
         chunked = [d for d in parsed if isinstance(d, ParsedDocument)]
         failed: list[DocumentOutcome] = [d for d in (*opened, *parsed) if isinstance(d, FailedDocument)]
         if failed:

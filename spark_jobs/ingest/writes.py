@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from pyspark.sql import SparkSession
 
-    from core.settings import Settings
+    from core.settings import IngestSettings, Settings
 
 T = TypeVar("T")
 
@@ -94,6 +94,19 @@ class LanceChunks:
             self._name = name
             ensure_fts_index(self._table)  # a table from an older version gets token positions
         return self._table
+
+    def live_chunking(self) -> IngestSettings:
+        """``ingest`` with the live index version's chunk size and overlap (``lake.index_versions``):
+        a new upload is cut as the index it joins was, also after a reprocess changed them."""
+        from lake.index_versions import live_version
+        from lake.vectors import connect
+
+        if self._db is None:
+            self._db = connect(self.settings.lancedb)
+        live = live_version(self._db, self.settings)
+        return self.settings.ingest.model_copy(
+            update={"chunk_size": live.chunk_size, "chunk_overlap": live.chunk_overlap}
+        )
 
     def write_text_first(self, documents: Sequence[ParsedDocument]) -> None:
         """The chunks' text before their embeddings (``embedded`` false), folded into the
