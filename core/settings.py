@@ -267,6 +267,20 @@ class IngestSettings(_Section):
         description="PDF text backend: pdfium (pypdfium2; many times faster than pypdf, bench/extract.py)"
         " or pypdf. pypdf also validates every upload and reads what PDFium cannot",
     )
+    max_pages: int = Field(5_000, ge=1, description="Pages of one document; a longer PDF is rejected (split it)")
+    max_chars: int = Field(20_000_000, ge=1, description="Characters of text of one document; more is rejected")
+    max_page_chars: int = Field(
+        100_000, ge=1, description="Characters of text of one page (a printed page holds a few thousand)"
+    )
+    extract_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="Seconds of PDF parsing one document may use, split over its page ranges by pages (each at"
+        " least 5 s); the parser runs in a child process that is killed at its deadline",
+    )
+    extract_memory_mb: int = Field(
+        1024, ge=64, description="Address space (MiB) the PDF parser of one page range may add before it is stopped"
+    )
     trigger_seconds: float = Field(2.0, gt=0, description="Processing-time trigger of the stream")
     max_offsets_per_trigger: int = Field(50, ge=1, description="Upload events taken per micro-batch")
     commit_chunks: int = Field(

@@ -7,6 +7,13 @@ student can act on), and the fallback for a document or page PDFium cannot read.
 
 ``page_count`` runs once per document on the Spark driver (cheap: pypdf parses pages lazily);
 ``extract_pages`` runs in Spark tasks over page ranges.
+
+Bounded cost per document (``Limits``, from ``ingest.*`` Settings): ``bounded_page_count`` and
+``bounded_extract_pages`` run the parsers in a forked child process with a deadline and an
+address-space budget; at the deadline the child is killed (SIGKILL: PDFium's C code cannot be
+interrupted from Python, so waiting less is not enough), and the document is rejected with a
+reason. Page and character caps reject a 10,000-page file or a 5 MB "page" before it reaches
+the chunker.
 """
 
 from __future__ import annotations
@@ -14,9 +21,13 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import multiprocessing
+import os
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from core.documents import PDF_MAGIC, REASON_NO_TEXT
 
@@ -203,3 +214,150 @@ def _clean(text: str) -> str:
     # and the tokenizer alike.
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\ufffe", "").replace("\x00", "")
     return text.encode("utf-8", "replace").decode("utf-8")
+
+
+# ---- bounded cost per document -------------------------------------------------------------
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one document may cost (``IngestSettings``: max_pages, max_chars, max_page_chars,
+    extract_timeout_s, extract_memory_mb)."""
+
+    max_pages: int = 5_000
+    max_chars: int = 20_000_000
+    max_page_chars: int = 100_000
+    timeout_s: float = 120.0
+    memory_mb: int = 1_024
+
+
+def check_page_count(count: int, limits: Limits) -> None:
+    if count > limits.max_pages:
+        raise PdfRejected(
+            f"too many pages: the PDF has {count:,} pages and the limit is {limits.max_pages:,} per document;"
+            " split it into parts (chapters) and upload those"
+        )
+
+
+def check_text(pages: list[Page], limits: Limits, *, chars_before: int = 0) -> int:
+    """Rejects a page or a document over its character cap; returns the characters counted."""
+    total = chars_before
+    for page in pages:
+        if len(page.text) > limits.max_page_chars:
+            raise PdfRejected(
+                f"page {page.number} has {len(page.text):,} characters of text and the limit is"
+                f" {limits.max_page_chars:,} per page (a printed page holds a few thousand): it is not"
+                " readable text; export the document again from its source"
+            )
+        total += len(page.text)
+        if total > limits.max_chars:
+            raise PdfRejected(
+                f"too much text: more than {limits.max_chars:,} characters in this document;"
+                " split it into parts and upload those"
+            )
+    return total
+
+
+def bounded_page_count(data: bytes, limits: Limits, *, extractor: Extractor = DEFAULT_EXTRACTOR) -> int:
+    """``page_count`` in a killable child within the document's deadline, then the page cap."""
+    count = run_bounded(page_count, (data,), {"extractor": extractor}, deadline=time.time() + limits.timeout_s,
+                        memory_mb=limits.memory_mb, what="counting its pages")  # fmt: skip
+    check_page_count(count, limits)
+    return count
+
+
+def bounded_extract_pages(
+    data: bytes, start: int, stop: int, limits: Limits, *, deadline: float, extractor: Extractor = DEFAULT_EXTRACTOR
+) -> list[Page]:
+    """``extract_pages`` of a range in a killable child that must end by ``deadline`` (epoch
+    seconds: the document's, shared by all its ranges), then the character caps."""
+    pages = run_bounded(_extract_capped, (data, start, stop, limits, extractor), {}, deadline=deadline,
+                        memory_mb=limits.memory_mb, what=f"reading pages {start + 1}-{stop}")  # fmt: skip
+    check_text(pages, limits)
+    return pages
+
+
+def _extract_capped(data: bytes, start: int, stop: int, limits: Limits, extractor: Extractor) -> list[Page]:
+    pages = extract_pages(data, start, stop, extractor=extractor)
+    check_text(pages, limits)  # in the child: an oversized text never crosses the pipe
+    return pages
+
+
+def run_bounded(
+    fn: Callable[..., T], args: tuple, kwargs: dict[str, Any], *, deadline: float, memory_mb: int, what: str
+) -> T:
+    """``fn(*args, **kwargs)`` in a forked child: killed at ``deadline``, its address space capped
+    at ``memory_mb`` MiB above the parent's. ``PdfRejected`` in the child is re-raised here; a
+    timeout, a crash or an exhausted budget become a ``PdfRejected`` with the reason."""
+    remaining = deadline - time.time()
+    if remaining <= 0:
+        raise PdfRejected(_timeout_reason(what))
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_child, args=(sender, fn, args, kwargs, memory_mb), daemon=True)
+    with _PDFIUM_LOCK:  # no other thread is inside PDFium in the copy the child gets
+        child.start()
+    sender.close()
+    try:
+        if not receiver.poll(max(0.0, deadline - time.time())):
+            raise PdfRejected(_timeout_reason(what))
+        try:
+            outcome, value = receiver.recv()
+        except EOFError:  # the child died without an answer: a crash or the memory budget
+            child.join(5)
+            raise PdfRejected(_crash_reason(what, child.exitcode, memory_mb)) from None
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join(5)
+        receiver.close()
+    if outcome == "ok":
+        return value
+    if outcome == "rejected":
+        raise PdfRejected(value)
+    if outcome == "memory":
+        raise PdfRejected(_crash_reason(what, None, memory_mb))
+    raise PdfRejected(f"corrupt PDF: {what} failed: {value}"[:300])
+
+
+def _timeout_reason(what: str) -> str:
+    return (
+        f"too slow to read: {what} took longer than this document's time limit; the PDF is unusually"
+        " complex or damaged (export it again, or print it to a new PDF)"
+    )
+
+
+def _crash_reason(what: str, exitcode: int | None, memory_mb: int) -> str:
+    if exitcode is not None and exitcode < 0 and exitcode != -9:
+        return (
+            f"too big or damaged to read: the PDF reader stopped while {what} (signal {-exitcode}): it ran out"
+            f" of its {memory_mb:,} MiB memory budget (compressed data that expands enormously?) or hit damaged"
+            " data; export the document again"
+        )
+    return (
+        f"too big to read: {what} needed more than {memory_mb:,} MiB of memory (compressed data that expands"
+        " enormously?); export the document again"
+    )
+
+
+def _child(sender: Any, fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any], memory_mb: int) -> None:
+    import resource
+
+    global _PDFIUM_LOCK  # the inherited one was held during the fork
+    _PDFIUM_LOCK = threading.Lock()
+    with contextlib.suppress(OSError, ValueError):  # the budget is on top of what the fork inherited
+        with open("/proc/self/statm") as statm:
+            inherited = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        budget = inherited + memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (budget, budget))
+    try:
+        sender.send(("ok", fn(*args, **kwargs)))
+    except PdfRejected as exc:
+        sender.send(("rejected", exc.reason))
+    except MemoryError:
+        sender.send(("memory", ""))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent as this document's reason
+        sender.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        sender.close()

@@ -206,7 +206,8 @@ class DocumentIngestor:
             uploads = self._skip_finished(events.uploads, stats)
         with stats.lap("read"):
             extractor = self.settings.ingest.extractor
-            opened = [open_document(upload, self.reader, extractor=extractor) for upload in uploads]
+            limits = extract.extraction_limits(self.settings.ingest)
+            opened = [open_document(upload, self.reader, extractor=extractor, limits=limits) for upload in uploads]
             for document in opened:
                 if isinstance(document, OpenedDocument):
                     self.sink.started(document.upload.event, pages_total=document.pages_total)
@@ -214,7 +215,11 @@ class DocumentIngestor:
         readable = [d for d in opened if isinstance(d, OpenedDocument)]
         with stats.lap("extract"):
             extracted = extract.extract(
-                self.spark, readable, pages_per_task=self.settings.ingest.pages_per_task, extractor=extractor
+                self.spark,
+                readable,
+                pages_per_task=self.settings.ingest.pages_per_task,
+                extractor=extractor,
+                limits=limits,
             )
         with stats.lap("chunk"):
             chunking = self.lance.live_chunking()  # as the live index version was cut (a reprocess may change it)

@@ -18,7 +18,7 @@ from lake.raw_uploads import (
     is_transient,
     read_failure_reason,
 )
-from processing.pdf import DEFAULT_EXTRACTOR, Extractor, PdfRejected, page_count
+from processing.pdf import DEFAULT_EXTRACTOR, Extractor, Limits, PdfRejected, bounded_page_count
 from spark_jobs.ingest.documents import FailedDocument, OpenedDocument
 from spark_jobs.ingest.events import Upload
 
@@ -34,9 +34,10 @@ __all__ = [
 
 
 def open_document(
-    upload: Upload, reader: RawUploadReader, *, extractor: Extractor = DEFAULT_EXTRACTOR
+    upload: Upload, reader: RawUploadReader, *, extractor: Extractor = DEFAULT_EXTRACTOR, limits: Limits | None = None
 ) -> OpenedDocument | FailedDocument:
-    """Reads the raw upload, checks its SHA-256 and counts its pages (no text extracted yet)."""
+    """Reads the raw upload, checks its SHA-256 and counts its pages (no text extracted yet): in a
+    child process killed at the document's deadline, then the page cap."""
     event = upload.event
     try:
         data = reader.read(event.object_uri)
@@ -46,7 +47,7 @@ def open_document(
     if digest != event.sha256:
         return FailedDocument(upload, hash_mismatch_reason(digest, event.sha256))
     try:
-        pages_total = page_count(data, extractor=extractor)
+        pages_total = bounded_page_count(data, limits or Limits(), extractor=extractor)
     except PdfRejected as exc:
         return FailedDocument(upload, exc.reason)
     return OpenedDocument(upload, data=data, pages_total=pages_total)

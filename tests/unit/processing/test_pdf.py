@@ -1,6 +1,10 @@
+import os
+import time
+
 import pytest
 
 from processing import pdf, samples
+from tests.unit.processing import pdf_corpus
 
 
 @pytest.mark.parametrize("extractor", ["pdfium", "pypdf"])
@@ -130,3 +134,78 @@ def test_a_page_pdfium_fails_on_is_read_by_pypdf(monkeypatch):
     assert [p.number for p in pages] == [1, 2, 3]
     assert read_by_pypdf == [1]  # that page only, 0-based
     assert "page 2" in pages[1].text and "page 3" in pages[2].text
+
+
+# ---- the bad-input corpus, through the bounded functions the stream calls ------------------
+CORPUS_LIMITS = pdf.Limits(timeout_s=20, memory_mb=512)
+
+
+@pytest.mark.parametrize("name", list(pdf_corpus.CORPUS))
+def test_every_bad_input_gets_a_reason_a_student_understands_within_its_bounds(name):
+    build, expected = pdf_corpus.CORPUS[name]
+    data = build()
+    started = time.monotonic()
+    try:
+        total = pdf.bounded_page_count(data, CORPUS_LIMITS)
+        deadline = time.time() + CORPUS_LIMITS.timeout_s
+        pages = pdf.bounded_extract_pages(data, 0, total, CORPUS_LIMITS, deadline=deadline)
+        pdf.require_text(pages)
+        outcome = "text:" + " ".join(" ".join(page.text.split()) for page in pages)
+    except pdf.PdfRejected as exc:
+        outcome = exc.reason
+    seconds = time.monotonic() - started
+    print(f"{name}: {len(data):,} bytes, {seconds:.2f} s -> {outcome[:160]}")
+    assert seconds < 2 * CORPUS_LIMITS.timeout_s + 5
+    if expected.startswith("text:"):
+        assert expected[5:] in outcome, outcome
+    else:
+        assert outcome.startswith(expected) or expected in outcome, outcome
+        assert "Traceback" not in outcome and len(outcome) <= 400
+
+
+def test_the_10000_page_file_is_refused_by_its_count_before_any_page_is_read():
+    with pytest.raises(pdf.PdfRejected, match="10,000 pages and the limit is 5,000"):
+        pdf.bounded_page_count(pdf_corpus.ten_thousand_pages(), pdf.Limits(max_pages=5_000))
+    assert pdf.bounded_page_count(pdf_corpus.text_pdf(300), pdf.Limits(max_pages=300)) == 300
+
+
+def test_character_caps_per_page_and_per_document():
+    book = samples.course_book(4).pdf
+    with pytest.raises(pdf.PdfRejected, match=r"page 1 has .* characters of text and the limit is 500 per page"):
+        pdf.bounded_extract_pages(book, 0, 4, pdf.Limits(max_page_chars=500), deadline=time.time() + 20)
+    pages = pdf.bounded_extract_pages(book, 0, 4, pdf.Limits(), deadline=time.time() + 20)
+    with pytest.raises(pdf.PdfRejected, match="too much text: more than 5,000 characters"):
+        pdf.check_text(pages, pdf.Limits(max_chars=5_000))
+    assert pdf.check_text(pages, pdf.Limits()) == sum(len(p.text) for p in pages)
+
+
+def _spin_in_c(pid_file: str) -> None:
+    """Writes its pid, then backtracks in the regex engine's C code (no Python signal gets in)."""
+    import re
+
+    with open(pid_file, "w") as out:
+        out.write(str(os.getpid()))
+    re.match(r"(a+)+$", "a" * 64 + "b")
+
+
+def test_a_timeout_kills_the_parser_process_instead_of_waiting_less(tmp_path):
+    pid_file = tmp_path / "pid"
+    started = time.monotonic()
+    with pytest.raises(pdf.PdfRejected, match="too slow to read: reading pages 1-3 took longer"):
+        pdf.run_bounded(_spin_in_c, (str(pid_file),), {}, deadline=time.time() + 1.5, memory_mb=256,
+                        what="reading pages 1-3")  # fmt: skip
+    assert time.monotonic() - started < 4
+    child = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)  # killed and reaped: no process is left burning a core
+
+
+def test_a_parser_that_dies_fails_its_document_with_a_reason(tmp_path):
+    with pytest.raises(pdf.PdfRejected, match="the PDF reader stopped while counting its pages \\(signal 11\\)"):
+        pdf.run_bounded(_segfault, (), {}, deadline=time.time() + 5, memory_mb=256, what="counting its pages")
+
+
+def _segfault() -> None:
+    import ctypes
+
+    ctypes.string_at(0)
