@@ -66,6 +66,7 @@ def timed_reprocess(spark, settings: Settings, *, chunk_size: int | None) -> dic
             "switch": total - switch_start,
         },
         "checks": result.checks,
+        "build_steps": result.step_seconds,
     }
 
 
@@ -111,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         name = f"reprocess, {run['label']}"
         print(f"{name:34}{run['total_s']:9.1f}{run['total_s'] / first['indexed_s']:20.2f}")
         print("    " + ", ".join(f"{k} {v:.1f} s" for k, v in run["stages"].items()))
+        print("    build: " + ", ".join(f"{k} {v:.1f} s" for k, v in run["build_steps"].items()))
     summary = {"cpu": cpu, "cpu_count": os.cpu_count(), "document": document.name, "pages": document.pages,
                "first_ingestion": first, "reprocess": runs}  # fmt: skip
     (out_dir / "reprocess.json").write_text(json.dumps(summary, indent=2, default=str))

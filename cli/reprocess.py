@@ -172,12 +172,12 @@ def lake_status() -> None:
         f"{live.chunk_overlap}, {live.embedding_model} {live.precision}, scope {live.scope}",
         highlight=False,
     )
-    configured = (settings.ingest.chunk_size, settings.ingest.chunk_overlap, settings.embedding.model_package,
-                  settings.embedding.precision)  # fmt: skip
-    if configured != live.build_settings:
+    configured = (settings.embedding.model_package, settings.embedding.precision)
+    if configured != (live.embedding_model, live.precision):
         console.print(
-            f"[yellow]warning:[/yellow] new uploads are chunked/embedded with the configured {configured}, not the "
-            f"live version's {live.build_settings}: set ingest.chunk_size/chunk_overlap and embedding.* to match"
+            f"[yellow]warning:[/yellow] uploads and queries are embedded with the configured {configured}, not the "
+            f"live version's {(live.embedding_model, live.precision)}: set embedding.model_package/precision to "
+            "match and restart the stream and the API"
         )
 
 

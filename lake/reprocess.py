@@ -32,7 +32,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -118,6 +119,7 @@ class ReprocessResult:
     resumed: int = 0
     chunks: dict[tuple[str, int], int] = field(default_factory=dict)
     courses: dict[str, str] = field(default_factory=dict)  # document_id -> course_id (scope)
+    step_seconds: dict[str, float] = field(default_factory=dict)  # read, extract, chunk, embed, writes
     checks: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -204,6 +206,15 @@ class Rebuilder:
         self.build = build
         self.reader = RawUploadReader(settings.object_store, RetryPolicy.from_settings(settings.ingest))
         self._embedder: Any = None
+        self.seconds: dict[str, float] = {}  # per step, summed over documents
+
+    @contextmanager
+    def lap(self, step: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[step] = self.seconds.get(step, 0.0) + time.perf_counter() - started
 
     def embedder(self) -> Any:
         from processing.embedding import get_embedder
@@ -212,7 +223,9 @@ class Rebuilder:
             embedding = self.settings.embedding.model_copy(
                 update={"model_package": self.build.embedding_model, "precision": self.build.precision}
             )
-            self._embedder = get_embedder(embedding)
+            with self.lap("load_model"):
+                self._embedder = get_embedder(embedding)
+                self._embedder.encode(["warm-up"])
         return self._embedder
 
     def rows(self, document: dict[str, Any], report: Callable[[int, int], None]) -> tuple[pa.Table, pa.Table]:
@@ -224,27 +237,32 @@ class Rebuilder:
         from processing.pdf import PdfRejected, extract_pages, page_count, require_text
 
         name = f"document {document['document_id']} v{document['version']}"
-        data = self.reader.read(document["object_uri"])
+        with self.lap("read"):
+            data = self.reader.read(document["object_uri"])
         if hashlib.sha256(data).hexdigest() != document["sha256"]:
             raise ReprocessError(f"{name}: the raw upload at {document['object_uri']} no longer matches its sha256")
         extractor = self.settings.ingest.extractor
         try:
-            total = page_count(data, extractor=extractor)
-            pages = []
-            for start in range(0, total, EXTRACT_STEP):
-                pages += extract_pages(data, start, min(start + EXTRACT_STEP, total), extractor=extractor)
-                report(len(pages) // 2, total)  # extraction: the first half of the bar
-            require_text(pages)
+            with self.lap("extract"):
+                total = page_count(data, extractor=extractor)
+                pages = []
+                for start in range(0, total, EXTRACT_STEP):
+                    pages += extract_pages(data, start, min(start + EXTRACT_STEP, total), extractor=extractor)
+                    report(len(pages) // 2, total)  # extraction: the first half of the bar
+                require_text(pages)
         except PdfRejected as exc:
             raise ReprocessError(f"{name}: {exc.reason}") from exc
-        chunks = chunk_pages(
-            pages, document_id=document["document_id"], version=document["version"],
-            chunk_size=self.build.chunk_size, chunk_overlap=self.build.chunk_overlap,
-        )  # fmt: skip
+        with self.lap("chunk"):
+            chunks = chunk_pages(
+                pages, document_id=document["document_id"], version=document["version"],
+                chunk_size=self.build.chunk_size, chunk_overlap=self.build.chunk_overlap,
+            )  # fmt: skip
         vectors = []
+        embedder = self.embedder()
         for start in range(0, len(chunks), EMBED_STEP):
             batch = chunks[start : start + EMBED_STEP]
-            vectors.append(self.embedder().encode([c.text for c in batch]).astype("float32"))
+            with self.lap("embed"):
+                vectors.append(embedder.encode([c.text for c in batch]).astype("float32"))
             report(total // 2 + (batch[-1].page_end * (total - total // 2)) // max(total, 1), total)
         matrix = np.concatenate(vectors) if vectors else np.zeros((0, 0), dtype="float32")
         event = DocumentUploaded.model_construct(  # the row builders read its ids only
@@ -296,6 +314,7 @@ def reprocess(
         builder.build(documents, result)
         documents = builder.catch_up(result)  # uploads indexed or replaced while building
         builder.index()
+        result.step_seconds = dict(builder.rebuilder.seconds)
         if evaluate is None:
             embeddings = {live.table_name: (live.embedding_model, live.precision),
                           version.table_name: (build.embedding_model, build.precision)}  # fmt: skip
@@ -313,6 +332,7 @@ def reprocess(
     result.courses = {d["document_id"]: d["course_id"] for d in documents}
     _update_document_counts(spark, settings, documents, result.chunks)
     result.version = index_versions.switch_live(db, version, live)
+    tables.drop_local_table(settings.lake, staging_name(version.version))  # its rows are in silver/chunks now
     result.seconds = time.perf_counter() - started
     return result
 
@@ -383,11 +403,13 @@ class _Builder:
         ids = [document_id]
         staging = staging_name(self.version.version)
         frame = self.spark.createDataFrame
-        tables.insert_new(self.spark, self.settings.lake, staging, frame(chunks), "chunk_id", document_ids=ids)
-        tables.insert_new(
-            self.spark, self.settings.lake, tables.SILVER_PAGES, frame(pages), "page_id", document_ids=ids
-        )
-        upsert_chunks(self.table, from_silver_chunks(chunks))  # last: rows here mean the document is done
+        with self.rebuilder.lap("write_delta"):
+            tables.insert_new(self.spark, self.settings.lake, staging, frame(chunks), "chunk_id", document_ids=ids)
+            tables.insert_new(
+                self.spark, self.settings.lake, tables.SILVER_PAGES, frame(pages), "page_id", document_ids=ids
+            )
+        with self.rebuilder.lap("write_lancedb"):
+            upsert_chunks(self.table, from_silver_chunks(chunks))  # last: rows here mean the document is done
         total = int(document["pages"] or pages.num_rows)
         self.say(Progress("document", index, documents, document_id, total, total, f"{chunks.num_rows} chunks"))
 

@@ -416,3 +416,16 @@ def replace_chunks_from(
         ),
         what=f"replace chunks of {len(keys)} document version(s) in {SILVER_CHUNKS}",
     )
+
+
+def drop_local_table(settings: LakeSettings, name: str) -> bool:
+    """Deletes a table's files when the lake is a local directory (a reprocess's staging table
+    once its rows are in ``silver/chunks``); False on S3, where the table is left for a lifecycle
+    rule on ``staging/``."""
+    import shutil
+
+    path = table_path(settings, name)
+    if "://" in path:
+        return False
+    shutil.rmtree(path, ignore_errors=True)
+    return True

@@ -26,6 +26,7 @@ from lake.vectors import connect, from_silver_chunks, open_chunks, upsert_chunks
 from processing import samples
 from processing.chunking import chunk_pages
 from processing.pdf import extract_pages, page_count
+from spark_jobs.ingest.writes import LanceChunks
 from tests.integration.spark_jobs.ingest_testkit import delta_rows, isolated_env, isolated_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
@@ -129,6 +130,9 @@ def test_a_new_chunk_size_builds_a_version_served_only_once_switched(spark, tmp_
     assert sum(counts[d] for d in pdfs if counts[d] and d in {r["document_id"] for r in silver}) == len(expected)
     states = {v.version: v.state for v in index_versions.list_versions(db)}
     assert states == {1: "retired", 2: "live"}
+    # The stream cuts new uploads as the live version was cut, and writes into its table.
+    stream_writer = LanceChunks(settings)
+    assert stream_writer.live_chunking().chunk_size == NEW_SIZE and stream_writer.table().name == "chunks_v2"
     assert any("Great Expectations" in line and "passed" in line for line in result.checks), result.checks
 
 
