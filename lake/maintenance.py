@@ -155,7 +155,9 @@ def optimize_delta_table(settings: Settings, name: str) -> StepReport:
     columns = [c for c in ZORDER_COLUMNS if c in table.schema().to_arrow().names]  # type: ignore[attr-defined]
     detail = f"z-order {','.join(columns)}" if columns else "compact"
     if before.files <= 1 or _optimized_since_last_write(table):
-        detail = "skipped: nothing written since the last optimize" if before.files > 1 else "skipped: one file"
+        detail = {0: "skipped: no files", 1: "skipped: one file"}.get(
+            before.files, "skipped: nothing written since the last optimize"
+        )
     else:
 
         def run() -> dict[str, Any]:
