@@ -18,7 +18,7 @@ from api.ratelimit import RateLimiter
 from api.services import CourseService, DocumentService, JobService, UserService
 from api.study import StudyService
 from api.uploads import UploadService
-from core.db import ShardedPostgres
+from core.db import ShardedPostgres, open_checked
 from core.db_async import AsyncShards
 from core.secrets import airflow_password, jwt_secret
 from core.settings import Settings
@@ -82,7 +82,7 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings, metrics: Metrics) -> Services:
-        db = ShardedPostgres(settings.postgres)
+        db = open_checked(settings.postgres)  # refuses a shard map other than the recorded one
         metrics.attach_pools(db.usage)
         redis = RedisGateway(settings.redis, metrics)
         cache = CacheAside(

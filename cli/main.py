@@ -16,6 +16,7 @@ from cli.kafka import register as register_kafka
 from cli.lake import register as register_lake
 from cli.quality import register as register_quality
 from cli.reprocess import register as register_reprocess
+from cli.reshard import register as register_reshard
 from cli.trace import register as register_trace
 from cli.warehouse import register as register_warehouse
 from core.settings import Settings
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Lakehouse for Learning", no_args_is_help=True, add_completion=False)
 stack_app = typer.Typer(help="The local stack: PostgreSQL, Redis, Kafka, MinIO", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
-db_app = typer.Typer(help="PostgreSQL shards: schema migrations", no_args_is_help=True)
+db_app = typer.Typer(help="PostgreSQL shards: schema migrations, the shard map, resharding", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 lake_app = typer.Typer(help="The lake: Delta tables and LanceDB", no_args_is_help=True)
 app.add_typer(lake_app, name="lake")
@@ -38,6 +39,7 @@ airflow_app = typer.Typer(help="The local Airflow: api-server, scheduler, dag-pr
 app.add_typer(airflow_app, name="airflow")
 register_quality(app)  # lakehouse quality check (cli/quality.py)
 register_warehouse(app)  # lakehouse sql / report / warehouse load|migrate (cli/warehouse.py)
+register_reshard(db_app)  # lakehouse db reshard / shard-map (cli/reshard.py)
 register_kafka(app)  # lakehouse kafka topics|consume|groups (cli/kafka.py)
 register_trace(app)  # lakehouse trace DOCUMENT_ID (cli/trace.py)
 register_reprocess(app, lake_app)  # lakehouse reprocess, lake versions|status (cli/reprocess.py)

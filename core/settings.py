@@ -113,6 +113,9 @@ class PostgresSettings(_Section):
     password: SecretStr = Field(SecretStr("lakehouse-dev-password"), description="Password of that role")
     shards: int = Field(2, ge=1, le=64, description="Number of shard databases")
     shard_db_prefix: str = Field("lakehouse_shard_", description="Shard database names are prefix + index")
+    shard_map_refresh_s: float = Field(
+        1.0, gt=0, description="Seconds between reads of the recorded shard map (running processes follow a reshard)"
+    )
     airflow_db: str = Field("airflow", description="Database for Airflow's metadata")
     pool_min_size: int = Field(1, ge=0, description="Connections kept open per shard pool")
     pool_max_size: int = Field(8, ge=1, description="Maximum connections per shard pool")

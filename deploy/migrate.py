@@ -16,6 +16,7 @@ import psycopg
 from psycopg import sql
 
 from core.settings import PostgresSettings
+from core.shard_map import configured_databases
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _LOCK_ID = 0x1A4E_0001  # advisory lock key: "lakehouse migrations"
@@ -74,8 +75,28 @@ def migrate_database(dsn: str, *, database: str, directory: Path = MIGRATIONS_DI
 
 
 def migrate(pg: PostgresSettings, *, directory: Path = MIGRATIONS_DIR) -> list[MigrationResult]:
-    """Applies pending migrations to every shard database of the shard map."""
-    return [migrate_database(pg.dsn(name), database=name, directory=directory) for name in pg.shard_names()]
+    """Applies pending migrations to every shard database of the shard map, then records the map
+    on each shard that has none (``record_shard_map``)."""
+    results = [migrate_database(pg.dsn(name), database=name, directory=directory) for name in pg.shard_names()]
+    record_shard_map(pg)
+    return results
+
+
+def record_shard_map(pg: PostgresSettings) -> None:
+    """Records the configured shard map (version 1, stable) where none is recorded: a new
+    installation, or the first migrate after upgrading (then the configured shard count must be
+    the one the data was written with). A recorded map is never changed here: only
+    ``lakehouse db reshard`` changes it."""
+    databases = list(configured_databases(pg))
+    for name in pg.shard_names():
+        with psycopg.connect(pg.dsn(name), connect_timeout=5) as conn:
+            exists = conn.execute("SELECT to_regclass('shard_map') IS NOT NULL").fetchone()
+            if exists and exists[0]:
+                conn.execute(
+                    "INSERT INTO shard_map (version, databases, state) VALUES (1, %s, 'stable')"
+                    " ON CONFLICT (singleton) DO NOTHING",
+                    (databases,),
+                )
 
 
 def create_databases(pg: PostgresSettings) -> list[str]:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from core.events import TOPIC_DOCUMENTS_FAILED, TOPIC_DOCUMENTS_INDEXED, TOPIC_DOCUMENTS_UPLOADED
 from core.settings import PROJECT_ROOT, Settings
+from core.shard_map import ShardMapMismatch
 from lake import tables
 from spark_jobs.ingest.batch import BatchStats, DocumentIngestor
 from spark_jobs.ingest.embed import warm_up_embedders
@@ -212,10 +213,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                       settings.ingest.metrics_port, exc)  # fmt: skip
             return 2
         log.info("metrics on http://127.0.0.1:%d/metrics", port)
+    postgres_sink = PostgresStatusSink(settings)
+    try:
+        postgres_sink.records  # noqa: B018 - opens the shards: refuses a shard map other than the recorded one
+    except ShardMapMismatch as exc:
+        log.error("%s", exc)
+        return 2
     spark = spark_session(settings)
     # The durable rows first, then Redis/Kafka (whoever is notified reads a final row), then
     # the Airflow asset event that schedules the study DAGs.
-    sink = FanOutSink(PostgresStatusSink(settings), RedisKafkaStatusSink(settings), AirflowAssetSink(settings))
+    sink = FanOutSink(postgres_sink, RedisKafkaStatusSink(settings), AirflowAssetSink(settings))
     try:
         if args.available_now:
             stats = run_available_now(settings, spark=spark, sink=sink, metrics=metrics)

@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any
 
-from core.db import ShardedPostgres
+from core.db import ShardedPostgres, open_checked
 from core.documents import DocumentStatus
 from core.events import DocumentUploaded
 from core.redis import invalidate_document_cache, redis_client
@@ -34,7 +34,7 @@ class PostgresStatusSink:
     def records(self) -> DocumentRecords:
         if self._records is None:
             if self._db is None:
-                self._db = ShardedPostgres(self.settings.postgres)
+                self._db = open_checked(self.settings.postgres)
             self._records = DocumentRecords(self._db)
         return self._records
 

@@ -153,11 +153,11 @@ class JobProgress:
         return self._reporter
 
     def _durable(self, state: JobState) -> None:
-        from core.db import ShardedPostgres
+        from core.db import open_checked
         from records.documents import DocumentRecords
 
         if self._db is None:
-            self._db = ShardedPostgres(self.settings.postgres)
+            self._db = open_checked(self.settings.postgres)
         DocumentRecords(self._db).save_job(state)
 
     def update(self, done: int, total: int) -> None:

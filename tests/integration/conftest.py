@@ -76,6 +76,7 @@ _SERVICES_BY_FOLDER = {
     "api": ("postgres", "redis", "kafka"),
     "cli": ("postgres", "redis", "kafka"),
     "deploy": ("postgres",),
+    "db": ("postgres", "redis"),
     "lake": ("spark",),
     "spark_jobs": ("spark", "kafka", "postgres", "redis"),
     "dags": ("spark", "kafka", "redis", "airflow"),

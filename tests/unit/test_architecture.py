@@ -15,6 +15,7 @@ RUNTIMES = {"api", "spark_jobs", "dags", "cli"}
 FORBIDDEN = {
     "core": set(PACKAGES) - {"core"},
     "records": set(PACKAGES) - {"core", "records"},
+    "db": set(PACKAGES) - {"core", "db"},  # the reshard mover: shards only, no domain code
     "lake": RUNTIMES,
     "processing": RUNTIMES | {"lake", "records"},
     "streaming": RUNTIMES,

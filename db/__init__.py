@@ -1,0 +1,1 @@
+"""Operations on the PostgreSQL shards as a whole (resharding)."""
