@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -90,7 +91,12 @@ class TooManyRequests(ProblemError):
 
 
 class ServiceUnavailable(ProblemError):
+    """A dependency is down for now: the answer says when to try again (``Retry-After``)."""
+
     status, title, slug = 503, "Service Unavailable", "unavailable"
+
+    def __init__(self, detail: str, *, retry_after_s: int = 5, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after_s), **(headers or {})})
 
 
 _TITLES = {
@@ -214,6 +220,16 @@ def install_error_handlers(app: FastAPI) -> None:
             detail = f"{request.method} is not allowed on {request.url.path}; allowed: {', '.join(allowed)}."
             headers = {**(headers or {}), "Allow": ", ".join(allowed)}
         return problem_response(exc.status_code, detail, headers=headers)
+
+    @app.exception_handler(psycopg.OperationalError)  # a shard down, or its pool exhausted (PoolTimeout)
+    async def _database_unavailable(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return problem_response(
+            503,
+            "The database shard holding this data is not answering (down or overloaded); try again shortly.",
+            slug="database-unavailable",
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:

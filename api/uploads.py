@@ -29,6 +29,7 @@ from core.events import TOPIC_DOCUMENTS_UPLOADED, DocumentUploaded
 from core.ids import uuid7
 from core.keys import raw_object_key
 from core.tracing import TRACEPARENT_HEADER, SpanIds, start_span
+from lake.raw_uploads import is_transient
 from lake.store import ObjectStore
 
 log = logging.getLogger("api.uploads")
@@ -166,7 +167,13 @@ class UploadService:
             document_id, version, replaces = str(uuid7()), 1, None
         key = raw_object_key(course_id, document_id, version)
         job = self.jobs.new(kind=JOB_KIND, user_id=str(principal.user_id), course_id=course_id, document_id=document_id)
-        self.store.put_stream(key, checked.incoming.stream)
+        try:
+            self.store.put_stream(key, checked.incoming.stream)
+        except Exception as exc:  # an object store that is down: nothing was written, say so
+            if not is_transient(exc):
+                raise
+            log.error("upload to course %s not stored: %s: %s", course_id, type(exc).__name__, exc)
+            raise ServiceUnavailable("The file store is unavailable; the upload was not stored. Try again.") from exc
         try:
             self.documents.create_version(
                 {

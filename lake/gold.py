@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from core.faults import crash_point
 from core.settings import Settings
 from lake.tables import SILVER_CHUNKS, SILVER_PAGES, delta_location
 
@@ -217,6 +218,7 @@ def replace_rows(
         write_deltalake(path, data.slice(0, 0), mode="append", storage_options=options)
     predicate = _key_predicate(document_id, version, generator_version)
     write_deltalake(path, data, mode="overwrite", predicate=predicate, storage_options=options)
+    crash_point("after_gold_write", name)  # test-only (core/faults.py)
     return data.num_rows
 
 

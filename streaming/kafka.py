@@ -12,11 +12,13 @@ if TYPE_CHECKING:
     from kafka import KafkaConsumer, KafkaProducer
 
 
-def json_producer(settings: KafkaSettings, *, client_id: str = "lakehouse") -> KafkaProducer:
-    """An idempotent producer (acks=all): a retried send is written once."""
+def json_producer(settings: KafkaSettings, *, client_id: str = "lakehouse", **options: Any) -> KafkaProducer:
+    """An idempotent producer (acks=all): a retried send is written once. ``options`` are more
+    KafkaProducer settings (e.g. timeouts)."""
     from kafka import KafkaProducer
 
     return KafkaProducer(
+        **options,
         bootstrap_servers=settings.servers,
         client_id=client_id,
         acks="all",
@@ -66,7 +68,14 @@ def ensure_topics(settings: KafkaSettings, names: list[str], *, partitions: int 
 
 class EventPublisher:
     """A JSON event publisher on one idempotent producer, created on first use (so a runtime starts
-    even while Kafka is down) and shared by threads. ``publish`` waits for the broker's ack."""
+    even while Kafka is down) and shared by threads. ``publish`` waits for the broker's ack.
+
+    The producer gives up on a record after ``DELIVERY_TIMEOUT_MS`` (less than ``publish``'s
+    default wait): a record whose publish failed is dropped, never delivered once the broker
+    is back (the caller was told it failed; ``tests/reliability/test_kafka_outage.py``)."""
+
+    DELIVERY_TIMEOUT_MS = 8000
+    REQUEST_TIMEOUT_MS = 5000
 
     def __init__(self, settings: KafkaSettings, *, client_id: str) -> None:
         self.settings = settings
@@ -77,7 +86,12 @@ class EventPublisher:
     def _get(self) -> Any:
         with self._lock:
             if self._producer is None:
-                self._producer = json_producer(self.settings, client_id=self.client_id)
+                self._producer = json_producer(
+                    self.settings,
+                    client_id=self.client_id,
+                    delivery_timeout_ms=self.DELIVERY_TIMEOUT_MS,
+                    request_timeout_ms=self.REQUEST_TIMEOUT_MS,
+                )
             return self._producer
 
     def publish(

@@ -378,13 +378,15 @@ def run_quiz(
             "version": target.version,
             "generator_version": quiz.generator_version,
         }
-        gold.replace_rows(settings, gold.GOLD_QUIZ_ITEMS, item_rows, **version_key)
-        gold.replace_rows(settings, gold.GOLD_QUIZZES, [head], **version_key)
         cards = flashcards(notes, quiz)
         card_rows = gold.card_rows(
             cards, generator=quiz.generator, generator_version=quiz.generator_version, run_at=run_at
         )
+        # The quiz header is written last: its presence means "done" (``pending`` and the skip
+        # above), so a try killed before it is redone whole, each write replacing its own rows.
+        gold.replace_rows(settings, gold.GOLD_QUIZ_ITEMS, item_rows, **version_key)
         gold.replace_rows(settings, gold.GOLD_FLASHCARDS, card_rows, **version_key)
+        gold.replace_rows(settings, gold.GOLD_QUIZZES, [head], **version_key)
     except Exception as exc:
         if final_attempt:
             progress.finish(error=f"quiz generation failed: {type(exc).__name__}: {exc}"[:500])

@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from core.faults import crash_point
 from lake import tables
 from spark_jobs.ingest import embed, extract, writes
 from spark_jobs.ingest.documents import (
@@ -42,7 +43,6 @@ from spark_jobs.ingest.documents import (
     ParsedDocument,
 )
 from spark_jobs.ingest.events import SourceEvent, Upload, sort_events
-from spark_jobs.ingest.faults import crash_point
 from spark_jobs.ingest.logs import log_stage
 from spark_jobs.ingest.progress import ProgressUpdate
 from spark_jobs.ingest.raw import RawUploadReader, RetryPolicy, open_document
@@ -170,7 +170,7 @@ class DocumentIngestor:
 
             def append_bronze() -> None:
                 writes.append_bronze(self.spark, self.settings, rows, app_id=self.app_id, batch_id=batch_id)
-                crash_point("after_bronze", batch_id)  # test-only (spark_jobs/ingest/faults.py)
+                crash_point("after_bronze", batch_id)  # test-only (core/faults.py)
 
             bronze = writes.in_background(append_bronze)
         sources = [

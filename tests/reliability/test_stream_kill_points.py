@@ -2,7 +2,7 @@
 
 One batch of two uploads is replayed five times on the same checkpoint: four runs of the real
 job (``python -m spark_jobs.ingest_documents``) each kill themselves at the next crash point of
-``spark_jobs/ingest/faults.py`` (after bronze, after silver, after LanceDB, before the commit),
+``core/faults.py`` (after bronze, after silver, after LanceDB, before the commit),
 and a last, clean run finishes it. Expected chunk ids come from the PDFs, not from the job:
 a lost chunk, a doubled chunk, a doubled bronze row or a doubled outcome event fails the test.
 """
@@ -16,10 +16,10 @@ from collections import Counter
 from pathlib import Path
 
 from core.events import TOPIC_DOCUMENTS_INDEXED, TOPIC_DOCUMENTS_UPLOADED
+from core.faults import KILL_AT_ENV, STREAM_CRASH_POINTS
 from core.settings import PROJECT_ROOT
 from lake.tables import BRONZE_DOCUMENT_EVENTS, SILVER_CHUNKS, SILVER_DOCUMENTS
 from processing import samples
-from spark_jobs.ingest.faults import CRASH_POINTS, KILL_AT_ENV
 from tests.integration.spark_jobs.ingest_testkit import (
     consume_all,
     delta_rows,
@@ -78,7 +78,7 @@ def test_stream_killed_at_each_point_of_a_batch_loses_and_doubles_nothing(
     env = {**os.environ, **isolated_env(settings), "PYTHONPATH": str(PROJECT_ROOT)}
     env.update({"LAKEHOUSE_EMBEDDING__PLACEMENT": "driver", "LAKEHOUSE_INGEST__METRICS_PORT": "0"})
     rows: list[tuple[str, object, object]] = []
-    for point in CRASH_POINTS:
+    for point in STREAM_CRASH_POINTS:
         log_path = tmp_path / f"job-{point}.log"
         with log_path.open("w") as log:
             job = subprocess.Popen(
