@@ -174,13 +174,17 @@ class LanceDBSettings(_Section):
     rrf_k: int = Field(30, ge=1, description="Reciprocal rank fusion constant (bench/retrieval.py chose 30 over 60)")
     vector_weight: float = Field(1.0, ge=0, description="Weight of the vector list in the fusion")
     text_weight: float = Field(
-        0.5, ge=0, description="Weight of the BM25 list in the fusion (0.5: best on bench/retrieval's questions)"
+        0.6, ge=0, description="Weight of the BM25 list in the fusion (0.6: best on bench/retrieval's questions)"
     )
     phrase_weight: float = Field(
         2.0, ge=0, description="Weight of the list of chunks quoting a 3+ word query verbatim in the fusion"
     )
     phrase_candidates: int = Field(50, ge=1, description="Chunks taken from the phrase query")
     one_hit_per_page: bool = Field(True, description="Search returns the best chunk of each page span only")
+    page_weight: float = Field(
+        0.15, ge=0, description="A page's score adds this share of its other matching chunks' fused scores"
+    )
+    page_pool: int = Field(40, ge=1, description="Best fused chunks grouped into pages (their columns are read)")
     candidates: int = Field(50, ge=1, description="Candidates taken from each of vector and full-text search")
     read_consistency_s: float = Field(
         1.0, ge=0, description="A reader's open table checks for new versions this often (0: on every read)"

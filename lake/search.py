@@ -16,12 +16,13 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+import numpy as np
+
 from core.settings import LanceDBSettings
-from lake.vectors import EMBEDDED_COLUMN, TEXT_COLUMN, VECTOR_COLUMN, open_chunks, quote
+from lake.vectors import EMBEDDED_COLUMN, TEXT_COLUMN, VECTOR_COLUMN, open_chunks, placeholder_vector, quote
 
 if TYPE_CHECKING:
     import lancedb
-    import numpy as np
 
 SearchMode = Literal["hybrid", "text", "vector"]
 SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "text", "vector")
@@ -72,30 +73,25 @@ def hybrid_search(
     where = f"course_id = {quote(course_id)}"
     candidates = max(settings.candidates, k)
 
-    vector_rows: list[dict[str, Any]] = []
-    text_rows: list[dict[str, Any]] = []
-    phrase_rows: list[dict[str, Any]] | None = None
-    # The sides run one after the other: overlapping them on a thread measured slower on 2 cores
-    # (bench/search_scale.py: p95 79 vs 72 ms); LanceDB already parallelises each query.
+    # Every side returns chunk ids, row ids and its score only: the page and text columns are
+    # read for the fused head alone (one take by row id), since reading them for every
+    # candidate of every list cost ~15 ms per side at 1M rows (bench/search_scale.py).
+    # The sides run one after the other: overlapping them on a thread measured slower on 2
+    # cores (bench/search_scale.py: p95 79 vs 72 ms); LanceDB already parallelises each query.
+    lists: list[tuple[str, list[dict[str, Any]], float]] = []
     if mode != "text":
-        vector_rows = _vector_side(table, query, where, candidates, embedder, settings)
+        vector = embedder.encode([query])[0]
+        vector_rows = vector_candidates(table, vector, where, candidates, settings)
+        lists.append(("vector_rank", vector_rows, settings.vector_weight))
     if mode != "vector":
-        text_rows = full_text(table, query, where, candidates)
-        phrase_rows = phrase_matches(table, query, where, settings.phrase_candidates)
-
-    best = fuse(
-        vector_rows,
-        text_rows,
-        rrf_k=settings.rrf_k,
-        k=k,
-        phrase=query if mode != "vector" else None,
-        phrase_rows=phrase_rows,
-        vector_weight=settings.vector_weight,
-        text_weight=settings.text_weight,
-        phrase_weight=settings.phrase_weight,
-        one_per_page=settings.one_hit_per_page,
-    )
-    _add_texts(table, where, [e["row"] for e in best])
+        lists.append(("text_rank", text_candidates(table, query, where, candidates), settings.text_weight))
+        verbatim = verbatim_candidates(table, query, where, settings.phrase_candidates)
+        if verbatim:
+            lists.append(("phrase_rank", verbatim, settings.phrase_weight))
+    entries = rrf_entries(lists, rrf_k=settings.rrf_k)
+    pool = entries[: max(k, settings.page_pool)] if settings.one_hit_per_page else entries[:k]
+    _fill_rows(table, where, [e["row"] for e in pool])
+    best = best_pages(pool, k, page_weight=settings.page_weight, one_per_page=settings.one_hit_per_page)
     return [
         SearchHit(
             chunk_id=e["row"]["chunk_id"],
@@ -132,23 +128,34 @@ def course_rows(table: Any, where: str) -> int:
     return count
 
 
-VECTOR_SIDE_COLUMNS = [c for c in RESULT_COLUMNS if c != TEXT_COLUMN]
+ID_COLUMNS = ["chunk_id"]  # with the row id: what each side returns (a string column reads cheaply)
 
 
-def _vector_side(
-    table: Any, query: str, where: str, candidates: int, embedder: QueryEmbedder, settings: LanceDBSettings
+def vector_candidates(
+    table: Any, vector: Any, where: str, candidates: int, settings: LanceDBSettings
 ) -> list[dict[str, Any]]:
-    """The nearest embedded chunks, without their text (read for the final hits only: reading
-    it for every candidate cost ~10 ms at 1M rows). Chunks written text-first carry a
-    placeholder vector: they are dropped after the search, and only when that leaves too few
-    is the search repeated with ``embedded`` in its filter (a filter on that unindexed column
-    cost every query ~7 ms)."""
-    vector = embedder.encode([query])[0]
+    """The nearest embedded chunks (chunk id, row id, distance), nearest first.
+
+    Chunks written text-first carry the same placeholder vector (``placeholder_vector``), so
+    their cosine distance to the query is known in advance: only rows at that distance are
+    checked for ``embedded`` (one take, usually of no rows), and only when dropping them leaves
+    too few is the search repeated with ``embedded`` in its filter (reading that column, or
+    filtering on it, for every query cost ~4-7 ms at 1M rows)."""
     rows = _nearest(table, vector, where, candidates, settings)
-    embedded = [row for row in rows if row[EMBEDDED_COLUMN]]
+    norm = float(np.linalg.norm(vector)) or 1.0
+    placeholder = 1.0 - float(np.dot(vector, placeholder_vector())) / norm
+    suspects = [row for row in rows if abs(row["_distance"] - placeholder) < PLACEHOLDER_TOLERANCE]
+    if not suspects:
+        return rows
+    taken = table.take_row_ids([row["_rowid"] for row in suspects]).select(["chunk_id", EMBEDDED_COLUMN]).to_list()
+    pending = {r["chunk_id"] for r in taken if not r[EMBEDDED_COLUMN]}
+    embedded = [row for row in rows if row["chunk_id"] not in pending]
     if len(embedded) < len(rows) and len(embedded) < candidates:
         embedded = _nearest(table, vector, f"{where} AND {EMBEDDED_COLUMN}", candidates, settings)
     return embedded
+
+
+PLACEHOLDER_TOLERANCE = 1e-4
 
 
 def _nearest(table: Any, vector: Any, where: str, candidates: int, settings: LanceDBSettings) -> list[dict[str, Any]]:
@@ -157,7 +164,7 @@ def _nearest(table: Any, vector: Any, where: str, candidates: int, settings: Lan
         search.distance_type("cosine")
         .where(where, prefilter=True)
         .with_row_id(True)
-        .select([*VECTOR_SIDE_COLUMNS, EMBEDDED_COLUMN, "_distance"])
+        .select([*ID_COLUMNS, "_distance"])
         .limit(candidates)
     )
     if course_rows(table, where) <= settings.flat_scan_max_rows:
@@ -170,20 +177,90 @@ def _nearest(table: Any, vector: Any, where: str, candidates: int, settings: Lan
     return list(vector_query.to_list())
 
 
-def _add_texts(table: Any, where: str, rows: list[dict[str, Any]]) -> None:
-    """Fills ``text`` into the rows that came from the vector side only: by row id (one take),
-    or by chunk id when a compaction moved the rows in between."""
-    missing = [row for row in rows if TEXT_COLUMN not in row]
+def text_candidates(table: Any, query: str, where: str, limit: int) -> list[dict[str, Any]]:
+    """The BM25 list (chunk id, row id, score), best first."""
+    words = normalized_words(query)  # the FTS parser gives meaning to quotes and operators
+    if not words:
+        return []
+    fts = table.search(words, query_type="fts").where(where, prefilter=True).with_row_id(True)
+    return list(fts.select([*ID_COLUMNS, "_score"]).limit(limit).to_list())
+
+
+def verbatim_candidates(table: Any, query: str, where: str, limit: int) -> list[dict[str, Any]]:
+    """The chunks quoting a 3+ word query verbatim (case and punctuation aside), in the phrase
+    query's order: its matches (token positions; stop words dropped, so a superset) are read
+    with their text and kept only if the text really contains the query's words in order.
+    Empty for short queries and for an index without positions."""
+    wanted = normalized_words(query)
+    if len(wanted.split()) < PHRASE_MIN_WORDS:
+        return []
+    matches = phrase_matches(table, query, where, limit, columns=[*ID_COLUMNS, TEXT_COLUMN, "_score"])
+    return [row for row in matches or [] if wanted in normalized_words(row[TEXT_COLUMN])]
+
+
+def _fill_rows(table: Any, where: str, rows: list[dict[str, Any]]) -> None:
+    """Fills the result columns into rows that carry only ids: by row id (one take), or by
+    chunk id when a compaction moved the rows in between."""
+    missing = [row for row in rows if "page_start" not in row]
     if not missing:
         return
-    taken_rows = table.take_row_ids([row["_rowid"] for row in missing]).select(["chunk_id", TEXT_COLUMN]).to_list()
-    taken = {r["chunk_id"]: r[TEXT_COLUMN] for r in taken_rows}
+    taken_rows = table.take_row_ids([row["_rowid"] for row in missing]).select(RESULT_COLUMNS).to_list()
+    taken = {r["chunk_id"]: r for r in taken_rows}
     if any(row["chunk_id"] not in taken for row in missing):
         ids = ", ".join(quote(row["chunk_id"]) for row in missing)
-        query = table.search().where(f"{where} AND chunk_id IN ({ids})").select(["chunk_id", TEXT_COLUMN])
-        taken = {r["chunk_id"]: r[TEXT_COLUMN] for r in query.limit(len(missing)).to_list()}
+        query = table.search().where(f"{where} AND chunk_id IN ({ids})").select(RESULT_COLUMNS)
+        taken = {r["chunk_id"]: r for r in query.limit(len(missing)).to_list()}
     for row in missing:
-        row[TEXT_COLUMN] = taken.get(row["chunk_id"], "")
+        found = taken.get(row["chunk_id"])
+        row.update(found or {column: "" if column == TEXT_COLUMN else 0 for column in RESULT_COLUMNS[1:]})
+        if found is None:
+            row["document_id"] = row["course_id"] = ""
+
+
+def rrf_entries(lists: list[tuple[str, list[dict[str, Any]], float]], *, rrf_k: int) -> list[dict[str, Any]]:
+    """Weighted reciprocal rank fusion of ranked lists of rows keyed by ``chunk_id``, best first:
+    each list ``(side, rows, weight)`` adds ``weight / (rrf_k + rank)``.
+
+    Mirrored ranks (vector #1 / text #11 against text #1 / vector #11) fuse to exactly the same
+    score; the tie goes to the better full-text rank, because a chunk that contains the query's
+    words is the better citation. Then chunk id, so the order is deterministic."""
+    fused: dict[str, dict[str, Any]] = {}
+    text_rows = 0
+    for side, rows, weight in lists:
+        if side == "text_rank":
+            text_rows = len(rows)
+        for rank, row in enumerate(rows, start=1):
+            entry = fused.setdefault(
+                row["chunk_id"], {"row": row, "score": 0.0, "vector_rank": None, "text_rank": None}
+            )
+            entry["score"] += weight / (rrf_k + rank)
+            entry[side] = rank
+    return sorted(
+        fused.values(),
+        key=lambda e: (-round(e["score"], 12), e["text_rank"] or text_rows + 1, e["row"]["chunk_id"]),
+    )
+
+
+def best_pages(entries: list[dict[str, Any]], k: int, *, page_weight: float, one_per_page: bool) -> list[dict]:
+    """The ``k`` best hits of fused ``entries`` (best first). With ``one_per_page``, one hit per
+    page span, its best chunk, scored ``best + page_weight * (sum of the span's other chunks
+    among entries)``: a page several chunks of which match is a better answer than a page with
+    one (questions gained recall@5 .810 -> .873 on bench/retrieval at 0.15)."""
+    if not one_per_page:
+        return entries[:k]
+    pages: dict[tuple[Any, ...], dict[str, Any]] = {}
+    order = []
+    for entry in entries:
+        row = entry["row"]
+        key = (row.get("document_id"), row.get("version"), row.get("page_start"), row.get("page_end"))
+        if key in pages:
+            pages[key]["score"] += page_weight * entry["score"]
+        else:
+            pages[key] = {**entry}
+            order.append(key)
+    # sorted() is stable: pages of equal score keep the fused order
+    ranked = sorted((pages[key] for key in order), key=lambda e: -round(e["score"], 12))
+    return ranked[:k]
 
 
 PHRASE_MIN_WORDS = 3  # shorter queries are keywords, which BM25 already ranks
@@ -206,6 +283,7 @@ def fuse(
     text_weight: float = 1.0,
     phrase_weight: float = 1.0,
     one_per_page: bool = False,
+    page_weight: float = 0.0,
 ) -> list[dict]:
     """Weighted reciprocal rank fusion of the ranked lists (rows keyed by ``chunk_id``), best
     first: each list adds ``weight / (rrf_k + rank)``.
@@ -220,7 +298,8 @@ def fuse(
     score; the tie goes to the better full-text rank, because a chunk that contains the query's
     words is the better citation. Then chunk id, so the order is deterministic. With
     ``one_per_page``, only the best chunk of each page span is kept (the rest would repeat the
-    same citation)."""
+    same citation), scored as ``best_pages`` says. Rows carry their columns (``hybrid_search``
+    fuses id-only rows through the same ``rrf_entries`` and ``best_pages``)."""
     lists: list[tuple[str, list[dict[str, Any]], float]] = [
         ("vector_rank", vector_rows, vector_weight),
         ("text_rank", text_rows, text_weight),
@@ -234,33 +313,12 @@ def fuse(
                 verbatim.append(row)
             seen.add(row["chunk_id"])
         lists.append(("phrase_rank", verbatim, phrase_weight))
-    fused: dict[str, dict[str, Any]] = {}
-    for side, rows, weight in lists:
-        for rank, row in enumerate(rows, start=1):
-            entry = fused.setdefault(
-                row["chunk_id"], {"row": row, "score": 0.0, "vector_rank": None, "text_rank": None}
-            )
-            entry["score"] += weight / (rrf_k + rank)
-            entry[side] = rank
-    no_text_rank = len(text_rows) + 1
-    ranked = sorted(
-        fused.values(),
-        key=lambda e: (-round(e["score"], 12), e["text_rank"] or no_text_rank, e["row"]["chunk_id"]),
-    )
-    if one_per_page:
-        pages: set[tuple[Any, ...]] = set()
-        kept = []
-        for entry in ranked:
-            row = entry["row"]
-            page = (row.get("document_id"), row.get("version"), row.get("page_start"), row.get("page_end"))
-            if page not in pages:
-                pages.add(page)
-                kept.append(entry)
-        ranked = kept
-    return ranked[:k]
+    return best_pages(rrf_entries(lists, rrf_k=rrf_k), k, page_weight=page_weight, one_per_page=one_per_page)
 
 
-def phrase_matches(table: Any, query: str, where: str, limit: int) -> list[dict[str, Any]] | None:
+def phrase_matches(
+    table: Any, query: str, where: str, limit: int, *, columns: list[str] | None = None
+) -> list[dict[str, Any]] | None:
     """Chunks containing the query's words in order (a phrase query on the full-text index's
     positions), or None when the query is too short or the index keeps no positions."""
     from lancedb.query import PhraseQuery
@@ -272,7 +330,8 @@ def phrase_matches(table: Any, query: str, where: str, limit: int) -> list[dict[
         return list(
             table.search(PhraseQuery(words, TEXT_COLUMN, slop=0), query_type="fts")  # type: ignore[call-arg]
             .where(where, prefilter=True)
-            .select([*RESULT_COLUMNS, "_score"])
+            .with_row_id(True)
+            .select(columns or [*RESULT_COLUMNS, "_score"])
             .limit(limit)
             .to_list()
         )

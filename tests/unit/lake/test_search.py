@@ -210,3 +210,32 @@ def test_an_index_without_positions_is_rebuilt_with_them(tmp_path):
     assert vectors.ensure_fts_index(table) is False
     (index,) = [i for i in table.list_indices() if vectors.TEXT_COLUMN in i.columns]
     assert index.index_details["with_position"] is True
+
+
+def test_a_page_with_several_matching_chunks_outranks_a_page_with_one_slightly_better():
+    from lake.search import best_pages
+
+    def entry(chunk_id, page, score):
+        row = {"chunk_id": chunk_id, "document_id": "d", "version": 1, "page_start": page, "page_end": page}
+        return {"row": row, "score": score, "vector_rank": None, "text_rank": None}
+
+    entries = [entry("a", 1, 0.050), entry("b", 2, 0.048), entry("c", 2, 0.030), entry("d", 3, 0.010)]
+    assert [e["row"]["chunk_id"] for e in best_pages(entries, 3, page_weight=0.0, one_per_page=True)] == ["a", "b", "d"]
+    ranked = best_pages(entries, 3, page_weight=0.15, one_per_page=True)
+    assert [e["row"]["chunk_id"] for e in ranked] == ["b", "a", "d"]  # page 2: 0.048 + 0.15 * 0.030
+    assert ranked[0]["score"] == pytest.approx(0.0525)
+
+
+def test_text_first_placeholders_never_reach_the_vector_side_even_when_nearest(lance):
+    settings, db, table = lance
+    rows = _rows("d1", 1, 30, rng=np.random.default_rng(9))
+    pending = _rows("d2", 1, 5, rng=np.random.default_rng(10), topic="pending")
+    for row in pending:
+        row["vector"] = np.array(vectors.placeholder_vector(), dtype="float32")
+        row["embedded"] = False
+    vectors.upsert_chunks(table, vectors.chunk_rows(rows + pending))
+    query = np.array(vectors.placeholder_vector(), dtype="float32")  # the placeholders are its nearest rows
+    hits = hybrid_search(db, "c1", "zzzz", 10, _FixedEmbedder(query), settings=settings, mode="vector")
+    assert len(hits) == 10 and all(h.document_id == "d1" for h in hits)
+    text_hits = hybrid_search(db, "c1", "pending", 5, _FixedEmbedder(query), settings=settings, mode="text")
+    assert {h.document_id for h in text_hits} == {"d2"}  # searchable by text before the embeddings land
