@@ -92,12 +92,14 @@ def spark_session(settings: Settings) -> SparkSession:
 
 def prepare(spark: SparkSession, settings: Settings) -> None:
     """Topics, tables and the embedding model exist before the first micro-batch."""
+    from lake.migrations import apply_migrations as apply_lake_migrations
     from processing.embedding import ensure_onnx_int8, resolve_precision
     from streaming.kafka import ensure_topics
 
     topics = (TOPIC_DOCUMENTS_UPLOADED, TOPIC_DOCUMENTS_INDEXED, TOPIC_DOCUMENTS_FAILED)
     ensure_topics(settings.kafka, [settings.kafka.topic(t) for t in topics])
     tables.ensure_tables(spark, settings.lake, change_data_feed=settings.ingest.change_data_feed)
+    apply_lake_migrations(settings)  # columns added in code exist before the first write needs them
     # `auto` is calibrated here, once per machine (cached on disk), before any worker loads the model.
     precision = resolve_precision(settings.embedding.precision, settings.embedding)
     if precision == "int8":
