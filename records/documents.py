@@ -258,6 +258,20 @@ class DocumentRecords:
                 ).rowcount
         return changed
 
+    def mark_searchable(self, *, course_id: str, job_id: str, at: float) -> bool:
+        """Records when a running job's document became searchable (text first: chunks and the
+        full-text index written, embeddings pending). Once: a replay, or a job already past
+        ``running`` or newer than ``at``, changes nothing. ``at`` is the caller's event time."""
+        with pool_for(self.db, course_id).connection() as conn:
+            return bool(
+                conn.execute(
+                    "UPDATE jobs SET searchable_at = to_timestamp(%(at)s), updated_at = to_timestamp(%(at)s)"
+                    " WHERE id = %(id)s AND status = 'running' AND searchable_at IS NULL"
+                    " AND updated_at <= to_timestamp(%(at)s)",
+                    {"at": at, "id": job_id},
+                ).rowcount
+            )
+
     def requeue(self, *, course_id: str, document_id: str, version: int, job: JobState) -> bool:
         """A failed version back to ``queued`` with a new job (``lakehouse jobs retry``)."""
         with pool_for(self.db, course_id).connection() as conn, conn.transaction():

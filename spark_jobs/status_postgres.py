@@ -67,10 +67,11 @@ class PostgresStatusSink:
         self._move(doc, "processing", pages=pages_total)
 
     def searchable(self, doc: DocumentUploaded, *, chunks: int) -> None:
-        pass  # the live stage is Redis's; the document row moves at indexed / failed
+        """The job's searchable moment (the document row itself moves at indexed / failed)."""
+        self.records.mark_searchable(course_id=doc.course_id, job_id=doc.job_id, at=time.time())
 
     def progress(self, doc: DocumentUploaded, *, pages_done: int, pages_total: int, eta_s: float | None) -> None:
-        """Live progress lives in Redis only; PostgreSQL keeps the start and the outcome."""
+        """Live progress lives in Redis only; PostgreSQL keeps the start, the searchable moment and the outcome."""
 
     def indexed(self, doc: DocumentUploaded, *, pages: int, chunks: int, seconds: float) -> None:
         self._move(doc, "indexed", pages=pages, chunks=chunks)

@@ -5,25 +5,25 @@ Every source is incremental and every write idempotent:
 * **PostgreSQL** (``records.exports``): per shard and table, rows changed at or after the stored
   watermark minus ``warehouse.postgres_overlap_s`` (a transaction that committed late with an
   earlier timestamp is still seen); the watermark becomes the newest ``changed_at`` read.
-* **Delta** (``warehouse.lake_source``): per table, only files added since the stored version;
-  the same version reads nothing.
+* **Delta** (``warehouse.lake_source``): per table, only files added since the stored version
+  (delta-rs reads the log); the engine reads those Parquet files itself (``INSERT … SELECT`` from
+  ``file()`` or ``s3()``); the same version reads nothing.
 * **Kafka** (``warehouse.analytics``): the consumer group's committed offsets.
 
-Rows go in with INSERTs of ``warehouse.batch_rows`` (>= 10k) into ReplacingMergeTree tables keyed
-by the source's key, so a re-run — a retried task, an overlap, ``full=True`` — leaves one row per
-key; the partitions a load touched are then merged (``OPTIMIZE … PARTITION … FINAL``), so even a
-query without FINAL sees each row once. Each source's watermark is stored right after its rows,
-and each run writes one ``warehouse_operations`` row per source.
+Rows from PostgreSQL and Kafka go in with INSERTs of ``warehouse.batch_rows`` (>= 10k), all into
+ReplacingMergeTree tables keyed by the source's key, so a re-run — a retried task, an overlap,
+``full=True`` — leaves one row per key; the partitions a load touched are then merged
+(``OPTIMIZE … PARTITION … FINAL``), so even a query without FINAL sees each row once. Each
+source's watermark is stored right after its rows, and each run writes one
+``warehouse_operations`` row per source.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -156,38 +156,58 @@ class WarehouseLoader:
         return report
 
     def load_lake(self, marks: dict[str, str]) -> SourceReport:
-        from warehouse.lake_source import changes_since
+        from warehouse.lake_source import files_since
 
         report = SourceReport("lake")
         versions = []
         for name, table in DELTA_TABLES.items():
             source = f"delta:{name}"
             since = int(marks[source]) if source in marks else None
-            changes = changes_since(self.settings, name, since, batch_rows=self.batch_rows)
-            rows = self.insert_arrow_batches(table, changes.batches, delta_version=changes.version or 0)
-            report.rows += rows
-            if rows:
+            changes = files_since(self.settings, name, since)
+            if changes.files:
+                report.rows += self.insert_delta_files(
+                    table, changes.files, changes.columns, delta_version=changes.version or 0, rows=changes.rows
+                )
                 self._touched.setdefault(table, set())
             if changes.version is not None and changes.version != since:
                 self._save_mark(source, str(changes.version))
-            versions.append(f"{name}@{changes.version} (+{changes.files} files)")
+            versions.append(f"{name}@{changes.version} (+{len(changes.files)} files)")
         report.watermark = ", ".join(versions)
         return report
 
-    def insert_arrow_batches(self, table: str, batches: Iterable[Any], *, delta_version: int) -> int:
-        """Arrow batches straight into ``table`` (no Python rows), with their Delta version."""
-        import pyarrow as pa
+    def insert_delta_files(
+        self, table: str, files: list[str], columns: list[str], *, delta_version: int, rows: int | None
+    ) -> int:
+        """The engine reads the Delta data ``files`` itself (``INSERT … SELECT … FROM file()|s3()``)
+        into ``table``, with their Delta version; no row passes through Python. The columns are the
+        warehouse table's that the Delta table has, read with the warehouse's types. Returns the
+        rows (the Delta statistics, else a count of the files)."""
+        from warehouse.lake_source import table_functions
 
-        rows = 0
-        for batch in prefetched(batches):
-            if batch.num_rows == 0:
-                continue
-            data = pa.Table.from_batches([batch]).append_column(
-                "delta_version", pa.array([delta_version] * batch.num_rows, pa.uint64())
+        types: dict[str, str] = {
+            str(name): str(kind)
+            for name, kind in self.client.query(
+                "SELECT name, type FROM system.columns WHERE database = currentDatabase() AND table = {t:String}"
+                " ORDER BY position",
+                parameters={"t": table},
+            ).result_rows
+        }
+        wanted = [c for c in columns if c in types and c != "delta_version"]
+        if not wanted:
+            raise ValueError(f"{table} shares no column with its Delta table ({', '.join(columns)})")
+        structure = ", ".join(f"`{c}` {types[c]}" for c in wanted)
+        names = ", ".join(f"`{c}`" for c in wanted)
+        for function in table_functions(self.settings, files, structure=structure):
+            self.client.command(
+                f"INSERT INTO {table} ({names}, delta_version) SELECT {names}, toUInt64({int(delta_version)})"
+                f" FROM {function}"
             )
-            self.client.insert_arrow(table, data)
-            rows += batch.num_rows
-        return rows
+        if rows is not None:
+            return rows
+        counted = 0
+        for function in table_functions(self.settings, files):
+            counted += int(self.client.query(f"SELECT count() FROM {function}").result_rows[0][0])
+        return counted
 
     def load_analytics(self) -> SourceReport:
         from warehouse.analytics import consume_analytics
@@ -234,29 +254,6 @@ class WarehouseLoader:
             column_names=["run_id", "source", "started_at", "seconds", "rows", "dead_letters", "watermark", "status",
                           "detail"],
         )  # fmt: skip
-
-
-def prefetched(items: Iterable[Any], *, depth: int = 2) -> Iterator[Any]:
-    """``items`` read ahead by a thread (Parquet decoding and the engine's INSERT both release the
-    GIL, so reading the next batch overlaps inserting this one)."""
-    ahead: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    done = object()
-
-    def read() -> None:
-        try:
-            for item in items:
-                ahead.put(item)
-            ahead.put(done)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
-            ahead.put(exc)
-
-    reader = threading.Thread(target=read, name="warehouse-prefetch", daemon=True)
-    reader.start()
-    while (item := ahead.get()) is not done:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
-    reader.join()
 
 
 def load_warehouse(

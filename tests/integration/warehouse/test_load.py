@@ -103,21 +103,32 @@ def test_active_students_match_postgres_and_events(loaded):
 
 def test_ingestion_views_match_postgres_jobs(loaded):
     world, _ = loaded
-    jobs = _pg(world.settings, "SELECT kind, status, error, pages_total, created_at, updated_at FROM jobs")
+    jobs = _pg(world.settings, "SELECT id::text AS id, kind, status, error, pages_total, created_at, updated_at,"
+               " COALESCE(searchable_at, updated_at) AS searchable_at FROM jobs")  # fmt: skip
     done = [j for j in jobs if j["status"] == "succeeded" and j["kind"] == "ingest_document"]
-    by_day = defaultdict(list)
+    searchable, indexed = defaultdict(list), defaultdict(list)
     for j in done:
-        by_day[j["created_at"].astimezone(UTC).date()].append((j["updated_at"] - j["created_at"]).total_seconds())
+        day = j["created_at"].astimezone(UTC).date()
+        searchable[day].append((j["searchable_at"] - j["created_at"]).total_seconds())
+        indexed[day].append((j["updated_at"] - j["created_at"]).total_seconds())
     rows = {r[0]: r for r in _query(world.settings, "SELECT * FROM v_ingestion_latency")}
-    assert rows.keys() == by_day.keys()
-    for day, latency in by_day.items():
-        assert rows[day][1] == len(latency)
+    assert rows.keys() == indexed.keys()
+    for day in indexed:
+        assert rows[day][1] == len(indexed[day])
         for got, q in zip(rows[day][2:5], (50, 95, 99), strict=True):
-            assert got == pytest.approx(np.percentile(latency, q), abs=0.002)
-        assert rows[day][5:8] == rows[day][2:5]  # searchable and indexed are the same instant here
+            assert got == pytest.approx(np.percentile(searchable[day], q), abs=0.002)
+        for got, q in zip(rows[day][5:8], (50, 95, 99), strict=True):
+            assert got == pytest.approx(np.percentile(indexed[day], q), abs=0.002)
+        assert rows[day][2] < rows[day][5]  # text first: searchable before indexed
+    # This world's jobs: searchable half way to indexed, in the fact table as recorded.
+    facts = {r[0]: r[1:] for r in _query(world.settings, "SELECT job_id, dateDiff('millisecond', queued_at,"
+             " searchable_at), dateDiff('millisecond', queued_at, indexed_at) FROM fact_ingestion_jobs FINAL"
+             " WHERE outcome = 'succeeded'")}  # fmt: skip
+    mine = [facts[j["id"]] for j in done if j["id"] in world.jobs]
+    assert len(mine) == 4 and all(s == pytest.approx(i / 2, abs=5) for s, i in mine), mine  # ms
     hours = Counter()
     for j in done:
-        hours[j["updated_at"].astimezone(UTC).replace(minute=0, second=0, microsecond=0, tzinfo=None)] += j[
+        hours[j["searchable_at"].astimezone(UTC).replace(minute=0, second=0, microsecond=0, tzinfo=None)] += j[
             "pages_total"
         ]
     assert {h: p for h, p, _n in _query(world.settings, "SELECT * FROM v_pages_per_hour")} == dict(hours)

@@ -5,10 +5,12 @@ analytics events sent through the API's publisher on Kafka."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +29,7 @@ class World:
     items: list[dict[str, Any]]
     events: list[dict[str, Any]] = field(default_factory=list)  # the valid analytics events sent
     malformed: int = 0
+    jobs: list[str] = field(default_factory=list)  # this world's ingestion job ids
 
 
 def warehouse_settings(base: Settings, root: Path, run_id: str) -> Settings:
@@ -54,15 +57,16 @@ def build_world(settings: Settings, *, students: int = 8, seed: int = 7) -> Worl
         course_records, documents, study = CourseRecords(db), DocumentRecords(db), StudyRecords(db)
         courses = [str(course_records.create(owner_id=owner, title=f"Course {i}", description="")["id"])
                    for i in range(2)]  # fmt: skip
-        # Documents: four indexed after known delays, one failed; all uploaded "now".
+        # Documents: four searchable then indexed after known delays, one failed; all uploaded "now".
         now = time.time()
         delays = [(courses[0], 12.0, 40), (courses[0], 30.5, 300), (courses[1], 8.25, 12), (courses[1], 61.0, 500)]
-        doc_ids = []
+        doc_ids, job_ids = [], []
         for index, (course_id, delay, pages) in enumerate([*delays, (courses[1], 3.0, 0)]):
             document_id = str(uuid.uuid4())
             doc_ids.append(document_id)
             job = JobState(job_id=str(uuid.uuid4()), kind="ingest_document", user_id=str(owner), course_id=course_id,
                            document_id=document_id, created_at=now, updated_at=now)  # fmt: skip
+            job_ids.append(job.job_id)
             documents.insert_version(
                 {"id": document_id, "course_id": course_id, "version": 1, "filename": f"d{index}.pdf",
                  "original_filename": f"d{index}.pdf", "sha256": f"{index:064x}", "size_bytes": 1000 + index,
@@ -72,6 +76,8 @@ def build_world(settings: Settings, *, students: int = 8, seed: int = 7) -> Worl
             documents.transition(course_id=course_id, document_id=document_id, version=1, job_id=job.job_id,
                                  status="processing", at=now + 1, pages=pages or None)  # fmt: skip
             if index < len(delays):
+                # Searchable (text first) half way, indexed (embeddings written) at the delay.
+                assert documents.mark_searchable(course_id=course_id, job_id=job.job_id, at=now + delay / 2)
                 documents.transition(course_id=course_id, document_id=document_id, version=1, job_id=job.job_id,
                                      status="indexed", at=now + delay, pages=pages, chunks=pages * 2)  # fmt: skip
             else:
@@ -125,7 +131,7 @@ def build_world(settings: Settings, *, students: int = 8, seed: int = 7) -> Worl
                     state, due = new_state, due_after
     finally:
         db.close()
-    return World(settings=settings, courses=courses, quiz_id=quiz_id, items=items)
+    return World(settings=settings, courses=courses, quiz_id=quiz_id, items=items, jobs=job_ids)
 
 
 def send_events(world: World) -> None:
@@ -161,3 +167,20 @@ def send_events(world: World) -> None:
     raw.send(topic, key=b"bad", value=b"{not json").get(timeout=10)
     raw.close()
     world.malformed = 2
+
+
+@contextlib.contextmanager
+def private_shards(base: Settings, shards: int = 1) -> Iterator[Settings]:
+    """``base`` on its own freshly migrated shard databases (dropped afterwards): nothing another
+    test writes can break a check that spans every row (references between facts and dimensions)."""
+    from deploy.migrate import create_databases, drop_databases, migrate
+
+    data = base.model_dump()
+    data["postgres"].update(shards=shards, shard_db_prefix=f"lakehouse_wh_{uuid.uuid4().hex[:8]}_", pool_max_size=2)
+    private = Settings(**data)
+    create_databases(private.postgres)
+    try:
+        migrate(private.postgres)
+        yield private
+    finally:
+        drop_databases(private.postgres)
