@@ -11,12 +11,15 @@ break the read. Every write path calls ``invalidate`` after its PostgreSQL commi
 
 The hot read paths use the asyncio twins (``RedisGateway.acall``, ``CacheAside.aget_many``):
 they run on the event loop (no thread-pool hop per Redis call), share the breaker with the
-sync client and read several keys in one round trip (MGET; one GET per key on a cluster).
+sync client and read several keys in one round trip (MGET; one GET per key on a cluster). When
+the request edge already read a route's entries in its own round trip (``set_prefetched``),
+``aget_many`` takes them from there instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import inspect
 import json
@@ -42,6 +45,33 @@ _RELEASE_LOCK = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
+
+
+# Cache entries the request edge read in its own round trip (``api.ratelimit``): key -> raw
+# value (None: not cached). Set per request on the request's task; ``aget_many`` uses them once.
+_PREFETCHED: contextvars.ContextVar[dict[str, str | None] | None] = contextvars.ContextVar(
+    "prefetched_cache_entries", default=None
+)
+
+
+def set_prefetched(values: dict[str, str | None]) -> None:
+    """Hands the entries the edge read to this request's cache reads (same task, same context)."""
+    _PREFETCHED.set(values)
+
+
+def prefetched() -> dict[str, str | None] | None:
+    """The entries the edge read for this request and no cache read has taken yet (or None)."""
+    return _PREFETCHED.get()
+
+
+def _take_prefetched(keys: list[str]) -> list[str | None] | None:
+    """The prefetched values of ``keys`` if the edge read every one of them (then forgotten: a
+    later read in the same request, e.g. after a write, goes to Redis)."""
+    prefetched = _PREFETCHED.get()
+    if prefetched is None or any(key not in prefetched for key in keys):
+        return None
+    _PREFETCHED.set(None)
+    return [prefetched[key] for key in keys]
 
 
 class RedisDown(RuntimeError):
@@ -297,7 +327,7 @@ class CacheAside:
             return [await _run(loader) if loader else None for _c, _n, loader in reads]
         keys = [self.redis.key(name) for _cache, name, _loader in reads]
         try:
-            raws = await self.redis.aget_many(keys)
+            raws = _take_prefetched(keys) or await self.redis.aget_many(keys)
         except RedisDown:
             for cache, _name, _loader in reads:
                 self.metrics.cache_requests.labels(cache, "error").inc()

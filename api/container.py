@@ -99,6 +99,8 @@ class Services:
         users = UserService(UserRecords(db))
         adb = AsyncShards(db, max_size=settings.postgres.async_pool_max_size)
         courses = CourseService(CourseRecords(db, adb), cache)
+        if settings.api.cache_enabled:
+            limiter.edge_reads = courses.edge_reads  # a course read: one Redis round trip in all
         documents = DocumentService(document_records, courses, cache)
         jobs = JobService(document_records, redis, courses)
         publisher = EventPublisher(settings.kafka, client_id="lakehouse-api")

@@ -149,6 +149,7 @@ class RateLimitMiddleware:
             ip=ip,
             user_id=str(principal.user_id) if principal else None,
             session_id=principal.session_id if principal else None,
+            path=scope["path"] if scope["method"] == "GET" else None,
         )
         if principal is not None and revoked is not None:
             scope.setdefault("state", {})[SESSION_CHECK] = (token, revoked)

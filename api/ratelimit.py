@@ -8,16 +8,19 @@ When Redis is down the limiter fails open (logged, metric): availability over st
 ``acheck_edge`` is the request edge's one Redis round trip: both buckets and the session
 denylist check (``api.auth``) in one Lua script on a single server (on a cluster, where the
 keys live in different slots, one call per key). The user bucket is only taken when the IP
-bucket allowed the request, as in ``check``.
+bucket allowed the request, as in ``check``. For a GET whose route reads known cache entries
+(a course read: the course and the caller's membership) the same script also reads those
+entries, so a cached authenticated read is ONE Redis round trip in all.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from api.cache import RedisDown, RedisGateway
+from api.cache import RedisDown, RedisGateway, set_prefetched
 from api.metrics import Metrics
 from core.keys import revoked_session_key
 
@@ -46,9 +49,10 @@ _TAKE = (
     _TAKE_FUNCTION
     + "return take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))\n"
 )
-# The edge: KEYS = ip bucket, [user bucket], [revoked-session key]; ARGV = now, buckets (1|2),
-# ip capacity, ip rate, user capacity, user rate, check the session (0|1).
-# Returns {ip allowed, remaining, wait, user allowed (-1: not taken), remaining, wait, revoked}.
+# The edge: KEYS = ip bucket, [user bucket], [revoked-session key], read keys...; ARGV = now,
+# buckets (1|2), ip capacity, ip rate, user capacity, user rate, check the session (0|1), reads.
+# Returns {ip allowed, remaining, wait, user allowed (-1: not taken), remaining, wait, revoked,
+# [values of the read keys, only when every bucket allowed]}.
 _EDGE = (
     _TAKE_FUNCTION
     + """
@@ -62,7 +66,12 @@ else
   out[4] = -1; out[5] = 0; out[6] = 0
 end
 out[7] = 0
-if ARGV[7] == '1' then out[7] = redis.call('EXISTS', KEYS[buckets + 1]) end
+local first_read = buckets + 1
+if ARGV[7] == '1' then out[7] = redis.call('EXISTS', KEYS[buckets + 1]); first_read = buckets + 2 end
+local reads = tonumber(ARGV[8] or '0')
+if reads > 0 and out[1] == 1 and out[4] ~= 0 then
+  out[8] = redis.call('MGET', unpack(KEYS, first_read, first_read + reads - 1))
+end
 return out
 """
 )
@@ -78,11 +87,22 @@ class Decision:
 
 
 class RateLimiter:
-    def __init__(self, redis: RedisGateway, metrics: Metrics, *, per_user: int, per_ip: int) -> None:
+    def __init__(
+        self,
+        redis: RedisGateway,
+        metrics: Metrics,
+        *,
+        per_user: int,
+        per_ip: int,
+        edge_reads: Callable[[str, str], list[str]] | None = None,
+    ) -> None:
         self.redis = redis
         self.metrics = metrics
         self.per_user = per_user
         self.per_ip = per_ip
+        # (GET path, user id) -> cache entries the route will read: fetched in the edge's round
+        # trip and handed to the route through ``api.cache.prefetched`` (single server only).
+        self.edge_reads = edge_reads
         self._take = redis.client.register_script(_TAKE)
 
     def _bucket(self, scope: str, ident: str, capacity: int) -> Decision | None:
@@ -112,10 +132,13 @@ class RateLimiter:
         return min(decisions, key=lambda d: d.remaining) if decisions else None
 
     async def acheck_edge(
-        self, *, ip: str, user_id: str | None, session_id: str | None
+        self, *, ip: str, user_id: str | None, session_id: str | None, path: str | None = None
     ) -> tuple[Decision | None, bool | None]:
         """(``check``'s decision, whether the session is revoked) in one round trip, on the event
-        loop. Redis down: (None, None), both fail open."""
+        loop. Redis down: (None, None), both fail open.
+
+        ``path`` (a GET's): the cache entries its route will read (``edge_reads``) come back in
+        the same script, for the route to use instead of a second round trip."""
         revoked_key = self.redis.key(revoked_session_key(session_id)) if session_id else None
         if self.redis.settings.cluster:
             return await self._acheck_edge_per_key(ip=ip, user_id=user_id, revoked_key=revoked_key)
@@ -124,6 +147,10 @@ class RateLimiter:
             keys.append(self.redis.key(f"ratelimit:user:{user_id}"))
         if revoked_key is not None:
             keys.append(revoked_key)
+        reads = []
+        if path is not None and user_id is not None and self.edge_reads is not None:
+            reads = [self.redis.key(name) for name in self.edge_reads(path, user_id)]
+            keys.extend(reads)
         args = [
             time.time(),
             2 if user_id is not None else 1,
@@ -132,11 +159,14 @@ class RateLimiter:
             self.per_user,
             self.per_user / 60.0,
             1 if revoked_key is not None else 0,
+            len(reads),
         ]
         try:
             out = await self.redis.aeval("edge", _EDGE, keys, args)
         except RedisDown:
             return None, None
+        if reads and len(out) > 7:
+            set_prefetched(dict(zip(reads, out[7], strict=True)))
         results = [("ip", self.per_ip, out[0:3])]
         if out[3] != -1:
             results.append(("user", self.per_user, out[3:6]))

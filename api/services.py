@@ -96,6 +96,18 @@ class CourseService:
         course, role = self.require_visible(course_id, principal)
         return present_course(course, role)
 
+    def edge_reads(self, path: str, user_id: str) -> list[str]:
+        """The cache entries ``aview`` reads for ``GET path`` (``/v1/courses/{id}``), for the
+        request edge to read in its own round trip; [] for any other path."""
+        parts = path.split("/")
+        if len(parts) != 4 or parts[:3] != ["", "v1", "courses"] or len(parts[3]) < 32:
+            return []
+        try:
+            cid = str(uuid.UUID(parts[3]))  # the route's own form of the id
+        except ValueError:
+            return []
+        return [course_key(cid), member_key(cid, user_id)]
+
     async def aview(self, course_id: uuid.UUID, principal: Principal) -> dict[str, Any]:
         """``view`` on the event loop: membership and course in one Redis round trip when both
         are cached; with the cache off, both PostgreSQL reads in one thread-pool hop."""

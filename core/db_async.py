@@ -69,6 +69,11 @@ class AsyncShards:
             self._pools[database] = pool
             return pool
 
+    @property
+    def open_databases(self) -> list[str]:
+        """The shard databases whose async pool has been opened (by a read on it)."""
+        return sorted(self._pools)
+
     async def aclose(self) -> None:
         pools, self._pools = self._pools, {}
         for pool in pools.values():
