@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.settings import Settings
 from lake.footprint import missing_files, stored_objects
-from lake.maintenance import DELTA_TABLES, lancedb_name, open_delta, retry_commit
+from lake.maintenance import DELTA_TABLES, LANCEDB_PREFIX, lancedb_name, open_delta, retry_commit
 
 if TYPE_CHECKING:
     import lancedb
@@ -51,11 +51,15 @@ def known_tables(settings: Settings) -> list[str]:
     return [*DELTA_TABLES, lancedb_name(settings)]
 
 
-def _is_lancedb(settings: Settings, name: str) -> bool:
-    if name in (lancedb_name(settings), settings.lancedb.chunks_table):
-        return True
+def _lance_name(settings: Settings, name: str) -> str | None:
+    """``lancedb/<table>`` for a LanceDB name (bare ``chunks``: the live index version's table),
+    None for a Delta table; an unknown name is an error."""
+    if name == settings.lancedb.chunks_table:
+        return lancedb_name(settings)
+    if name.startswith(LANCEDB_PREFIX):
+        return name
     if name in DELTA_TABLES:
-        return False
+        return None
     raise UnknownTable(f"unknown table {name!r}; the lake has {known_tables(settings)}")
 
 
@@ -68,13 +72,13 @@ def _delta(settings: Settings, name: str) -> DeltaTable:
         raise VersionUnavailable(f"{name} does not exist yet (nothing was written to it)") from exc
 
 
-def _lance(settings: Settings) -> lancedb.table.Table:
-    from lake.vectors import connect, open_chunks
+def _lance(settings: Settings, name: str) -> lancedb.table.Table:
+    from lake.vectors import connect
 
     try:
-        return open_chunks(connect(settings.lancedb), settings.lancedb, create=False)
+        return connect(settings.lancedb).open_table(name.removeprefix(LANCEDB_PREFIX))
     except (FileNotFoundError, ValueError) as exc:
-        raise VersionUnavailable(f"{lancedb_name(settings)} does not exist yet") from exc
+        raise VersionUnavailable(f"{name} does not exist") from exc
 
 
 _METRICS = {
@@ -96,8 +100,8 @@ def _summary(metrics: dict[str, Any] | None) -> str:
 
 def table_history(settings: Settings, name: str, *, limit: int | None = None) -> list[Version]:
     """The table's versions, newest first (Delta: its commits; LanceDB: its kept versions)."""
-    if _is_lancedb(settings, name):
-        rows = sorted(_lance(settings).list_versions(), key=lambda v: -int(v["version"]))[:limit]
+    if (lance := _lance_name(settings, name)) is not None:
+        rows = sorted(_lance(settings, lance).list_versions(), key=lambda v: -int(v["version"]))[:limit]
         return [
             Version(int(v["version"]), _aware(v["timestamp"]), "", "lancedb",
                     f"{v['metadata'].get('total_rows', '?')} rows, {v['metadata'].get('total_data_files', '?')} "
@@ -182,7 +186,7 @@ def _readable_from(settings: Settings, name: str, after: int, latest: int) -> st
     return f"Only the current version {latest} is readable."
 
 
-def _lance_version(settings: Settings, table: lancedb.table.Table, *, version: int | None,
+def _lance_version(settings: Settings, name: str, table: lancedb.table.Table, *, version: int | None,
                    as_of: datetime | None) -> int:  # fmt: skip
     versions = {int(v["version"]): _aware(v["timestamp"]) for v in table.list_versions()}
     kept = f"kept versions: {min(versions)} to {max(versions)}" if versions else "no versions are kept"
@@ -195,13 +199,13 @@ def _lance_version(settings: Settings, table: lancedb.table.Table, *, version: i
                 if pruned
                 else "it does not exist"
             )
-            raise VersionUnavailable(f"{lancedb_name(settings)} has no version {version}: {reason}; {kept}")
+            raise VersionUnavailable(f"{name} has no version {version}: {reason}; {kept}")
         return version
     if as_of is not None:
         at = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
         earlier = [v for v, ts in versions.items() if ts <= at]
         if not earlier:
-            raise VersionUnavailable(f"{lancedb_name(settings)} has no version as of {at.isoformat()}; {kept}")
+            raise VersionUnavailable(f"{name} has no version as of {at.isoformat()}; {kept}")
         return max(earlier)
     return int(table.version)
 
@@ -212,11 +216,11 @@ def read_version(
 ) -> tuple[int, pa.Table]:  # fmt: skip
     """(version read, its rows) of a table at a version, as of a time, or now; ``limit`` rows at
     most. LanceDB rows come without their vectors."""
-    if _is_lancedb(settings, name):
+    if (lance := _lance_name(settings, name)) is not None:
         from lake.vectors import VECTOR_COLUMN
 
-        table = _lance(settings)
-        chosen = _lance_version(settings, table, version=version, as_of=as_of)
+        table = _lance(settings, lance)
+        chosen = _lance_version(settings, lance, table, version=version, as_of=as_of)
         table.checkout(chosen)
         try:
             if limit is None:
@@ -233,11 +237,11 @@ def read_version(
 def restore_version(settings: Settings, name: str, version: int) -> dict[str, Any]:
     """Restores a table to an earlier version as a new version; refused when that version is
     unreadable. Returns the version restored from, the new version and the engine's metrics."""
-    if _is_lancedb(settings, name):
-        table = _lance(settings)
-        _lance_version(settings, table, version=version, as_of=None)
+    if (lance := _lance_name(settings, name)) is not None:
+        table = _lance(settings, lance)
+        _lance_version(settings, lance, table, version=version, as_of=None)
         table.restore(version)
-        return {"table": lancedb_name(settings), "restored": version, "version": int(table.version), "metrics": {}}
+        return {"table": lance, "restored": version, "version": int(table.version), "metrics": {}}
     if version == _delta(settings, name).version():
         raise VersionUnavailable(f"version {version} is already the current version of {name}: nothing to restore")
     _delta_at(settings, name, version=version, as_of=None)  # refuses a missing or vacuumed version

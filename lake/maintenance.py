@@ -94,8 +94,16 @@ class MaintenanceReport:
 
 
 def lancedb_name(settings: Settings) -> str:
-    """How reports and the CLI name the LanceDB chunks table: ``lancedb/chunks``."""
-    return LANCEDB_PREFIX + settings.lancedb.chunks_table
+    """How reports and the CLI name the live index version's LanceDB table: ``lancedb/chunks``,
+    ``lancedb/chunks_v2`` after a reprocess switched to version 2 (``lake.index_versions``)."""
+    from lake.index_versions import live_index
+    from lake.vectors import connect
+
+    try:
+        table_name = live_index(connect(settings.lancedb), settings.lancedb).table_name
+    except (FileNotFoundError, ValueError):
+        table_name = settings.lancedb.chunks_table
+    return LANCEDB_PREFIX + table_name
 
 
 def open_delta(settings: Settings, name: str) -> DeltaTable:
@@ -210,36 +218,39 @@ def vacuum_delta_table(settings: Settings, name: str, *, retention_hours: int | 
                       f"{len(deleted)} files older than {hours} h removed")  # fmt: skip
 
 
-def lance_location(settings: Settings) -> str:
-    return f"{settings.lancedb.uri.rstrip('/')}/{settings.lancedb.chunks_table}.lance"
+def lance_location(settings: Settings, table_name: str) -> str:
+    return f"{settings.lancedb.uri.rstrip('/')}/{table_name}.lance"
 
 
-def _lance_footprint(settings: Settings) -> tuple[Footprint, Footprint]:
-    """(data files, everything) stored for the LanceDB table: data, versions, indexes."""
-    objects = stored_objects(settings, lance_location(settings))
+def _lance_footprint(settings: Settings, table_name: str) -> tuple[Footprint, Footprint]:
+    """(data files, everything) stored for a LanceDB table: data, versions, indexes."""
+    objects = stored_objects(settings, lance_location(settings, table_name))
     data = [size for path, size in objects.items() if path.startswith("data/")]
     return Footprint(len(data), sum(data)), Footprint(len(objects), sum(objects.values()))
 
 
-def maintain_lancedb(settings: Settings) -> StepReport | None:
-    """Compacts and re-indexes the LanceDB chunks table; None when it does not exist yet."""
-    from lake.vectors import connect, fragment_count, maintain, open_chunks, unindexed_rows
+def maintain_lancedb(settings: Settings, name: str | None = None) -> StepReport | None:
+    """Compacts and re-indexes a LanceDB chunks table (``lancedb/<table>``; by default the live
+    index version's); None when it does not exist yet."""
+    from lake.vectors import connect, fragment_count, maintain, unindexed_rows
 
+    name = name or lancedb_name(settings)
+    table_name = name.removeprefix(LANCEDB_PREFIX)
     try:
-        table = open_chunks(connect(settings.lancedb), settings.lancedb, create=False)
+        table = connect(settings.lancedb).open_table(table_name)
     except (FileNotFoundError, ValueError):
         return None
     started = time.perf_counter()
-    data_before, all_before = _lance_footprint(settings)
+    data_before, all_before = _lance_footprint(settings, table_name)
     fragments_before, unindexed_before = fragment_count(table), unindexed_rows(table)
     result = maintain(table, settings.lancedb)
-    data_after, all_after = _lance_footprint(settings)
+    data_after, all_after = _lance_footprint(settings, table_name)
     detail = (
         f"fragments {fragments_before} -> {result['fragments_after']}; unindexed rows {unindexed_before} -> "
         f"{unindexed_rows(table)}; indexes {result['indices']}; all stored files {all_before.files} -> "
         f"{all_after.files}, bytes {all_before.bytes:,} -> {all_after.bytes:,}"
     )
-    return StepReport(lancedb_name(settings), "lancedb", data_before.files, data_after.files, data_before.bytes,
+    return StepReport(name, "lancedb", data_before.files, data_after.files, data_before.bytes,
                       data_after.bytes, int(result["rows"]), int(table.version),
                       round(time.perf_counter() - started, 3), detail)  # fmt: skip
 
@@ -252,17 +263,18 @@ def maintain_lake(
     vacuum_retention_hours: int | None = None,
     run_id: str | None = None,
 ) -> MaintenanceReport:
-    """Maintenance of every Delta table (or ``only`` these; ``lancedb/chunks`` names LanceDB's).
-    Tables that do not exist yet are reported as missing, not created."""
+    """Maintenance of every Delta table and of the live index version's LanceDB table (or ``only``
+    these; ``lancedb/<table>`` names a LanceDB table). Tables that do not exist yet are reported as
+    missing, not created."""
     known = [*DELTA_TABLES, lancedb_name(settings)]
-    unknown = sorted(set(only or []) - set(known))
+    unknown = sorted(n for n in set(only or []) - set(known) if not n.startswith(LANCEDB_PREFIX))
     if unknown:
         raise ValueError(f"unknown table(s) {unknown}; the lake has {known}")
     report = MaintenanceReport(run_id or str(uuid.uuid4()), datetime.now(UTC))
     say = progress or (lambda message: log.info("%s", message))
     for name in only or known:
-        if name == lancedb_name(settings):
-            step = maintain_lancedb(settings)
+        if name.startswith(LANCEDB_PREFIX):
+            step = maintain_lancedb(settings, name)
             if step is None:
                 report.missing.append(name)
             else:

@@ -168,3 +168,27 @@ def test_writes_during_optimize_retry_conflicts_and_land_exactly_once(spark, tmp
     assert _page_ids(spark, settings) == expected
     conflicts = [r for r in caplog.records if "commit conflict" in r.getMessage()]
     print(f"{len(conflicts)} commit conflict(s) retried")
+
+
+def test_maintenance_and_time_travel_follow_the_live_index_version(tmp_path):
+    from lake import index_versions
+    from lake.history import read_version
+
+    settings = lake_settings(tmp_path)
+    _small_files_lake(settings, documents=0, fragments=2)  # version 1: the stream's `chunks`
+    db = vectors.connect(settings.lancedb)
+    ingest = settings.ingest
+    built = index_versions.create_version(db, settings, chunk_size=ingest.chunk_size + 100,
+                                          chunk_overlap=ingest.chunk_overlap, embedding_model="m", precision="fp32",
+                                          scope="all")  # fmt: skip
+    rebuilt = db.create_table(built.table_name, schema=vectors.chunks_schema())
+    for n in range(3):
+        vectors.upsert_chunks(rebuilt, lance_rows("course-0", f"doc-{n:03d}", 2))
+    index_versions.switch_live(db, index_versions.mark(db, built, "checked"), index_versions.live_version(db, settings))
+
+    report = maintain_lake(settings, only=None)
+
+    [lance] = [s for s in report.steps if s.step == "lancedb"]
+    assert lance.table == "lancedb/chunks_v2" and (lance.files_before, lance.files_after, lance.rows) == (3, 1, 6)
+    assert read_version(settings, "chunks")[1].num_rows == 6  # bare `chunks`: the live version's table
+    assert read_version(settings, "lancedb/chunks")[1].num_rows == 8  # the retired version 1, by name
