@@ -1,5 +1,6 @@
 """``lakehouse quality check [--table T]``: the Great Expectations suites of ``quality/`` on the
-configured lake, LanceDB and PostgreSQL; a table of results, exit 1 when an expectation fails."""
+configured lake, LanceDB, PostgreSQL and warehouse, and the freshness of the lake and the
+warehouse loads; a table of results, exit 1 when an expectation fails."""
 
 from __future__ import annotations
 
@@ -12,25 +13,35 @@ from rich.table import Table
 
 from core.settings import Settings
 
-quality_app = typer.Typer(help="Data quality: Great Expectations suites on every lake table", no_args_is_help=True)
+quality_app = typer.Typer(
+    help="Data quality: Great Expectations suites on every lake and warehouse table, and freshness",
+    no_args_is_help=True,
+)
 _out = Console(width=None if sys.stdout.isatty() else 200)
 
 
 @quality_app.command("check")
 def check(
     table: Annotated[
-        list[str] | None, typer.Option("--table", "-t", help="Only this suite (repeatable), e.g. silver/chunks")
+        list[str] | None,
+        typer.Option(
+            "--table",
+            "-t",
+            help="Only this suite (repeatable), e.g. silver/chunks, warehouse/fact_reviews, freshness/lake",
+        ),
     ] = None,
 ) -> None:
     """Runs the suites; prints one line per suite and each failed expectation with its rows."""
+    from quality.runner import all_suites
     from quality.runner import check as run_check
-    from quality.suites import SUITES
 
-    unknown = sorted(set(table or []) - set(SUITES))
+    settings = Settings()
+    suites = all_suites(settings)
+    unknown = sorted(set(table or []) - set(suites))
     if unknown:
-        _out.print(f"[red]no suite for {', '.join(unknown)}[/red]; suites: {', '.join(SUITES)}")
+        _out.print(f"[red]no suite for {', '.join(unknown)}[/red]; suites: {', '.join(suites)}")
         raise typer.Exit(2)
-    report = run_check(Settings(), table or None)
+    report = run_check(settings, table or None)
     summary = Table(title="Quality suites")
     for column in ("suite", "status", "rows", "expectations", "failed"):
         summary.add_column(column)

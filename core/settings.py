@@ -212,6 +212,21 @@ class WarehouseSettings(_Section):
     )
 
 
+class QualitySettings(_Section):
+    """Freshness limits of the quality suites (`lakehouse quality check`, the DAGs' check tasks)."""
+
+    lake_max_age_h: float = Field(
+        168.0, gt=0, description="Newest row of each lake table at most this old (hours); a quiet week fails"
+    )
+    warehouse_max_age_h: float = Field(
+        3.0, gt=0, description="Newest successful warehouse load of each source at most this old (hours; hourly DAG)"
+    )
+    allow_empty: list[str] = Field(
+        default_factory=list,
+        description="Lake tables or load sources (postgres, lake, analytics) whose emptiness is legitimate",
+    )
+
+
 class LLMSettings(_Section):
     provider: Literal["offline", "openai"] = Field(
         "offline", description="`offline` deterministic model or an OpenAI-compatible endpoint"
@@ -411,6 +426,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     lancedb: LanceDBSettings = LanceDBSettings()
     warehouse: WarehouseSettings = WarehouseSettings()
+    quality: QualitySettings = QualitySettings()
     llm: LLMSettings = LLMSettings()
     study: StudySettings = StudySettings()
     embedding: EmbeddingSettings = EmbeddingSettings()

@@ -1,8 +1,8 @@
 """Hourly (and on the indexed-documents asset) load of the analysts' warehouse.
 
 Orchestration only: each task builds Settings at run time and calls ``warehouse.load`` for one
-source; nothing runs at import. The sources run one after the other: an embedded (chdb)
-warehouse takes one process at a time.
+source, then ``quality.runner`` checks the result; nothing runs at import. The tasks run one
+after the other: an embedded (chdb) warehouse takes one process at a time.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ last load), and `analytics.events` with the `lakehouse-warehouse` consumer group
 events go to `analytics.events.dlq` with their reason). Every table is keyed
 (ReplacingMergeTree), so a retry or a rerun leaves the same rows; `full` ignores the watermarks.
 Each task returns its rows, dead letters and watermark; `warehouse_operations` keeps them too.
+`check_quality` then runs the Great Expectations suites of the warehouse tables (keys, ranges,
+references between facts and dimensions) and the loads' freshness: a failed expectation fails
+the run and names its rows.
 """
 
 
@@ -55,7 +58,16 @@ def load_warehouse() -> None:
     def load_analytics() -> dict:
         return _load("analytics")
 
-    load_postgres() >> load_lake() >> load_analytics()
+    @task
+    def check_quality() -> dict:
+        """Great Expectations suites of the warehouse tables and its loads' freshness; a failed
+        expectation fails the run and names the rows."""
+        from core.settings import Settings
+        from quality.runner import check_warehouse_outputs
+
+        return check_warehouse_outputs(Settings())
+
+    load_postgres() >> load_lake() >> load_analytics() >> check_quality()
 
 
 def _load(source: str) -> dict:

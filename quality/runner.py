@@ -23,8 +23,16 @@ from lake.gold import GOLD_SCHEMAS
 from lake.tables import SILVER_CHUNKS, TABLE_SCHEMAS
 from quality import sources
 from quality.suites import CONSISTENCY, SUITES, Suite
+from quality.warehouse_suites import (
+    FRESHNESS_LAKE,
+    FRESHNESS_WAREHOUSE,
+    WAREHOUSE_SUITE_NAMES,
+    WAREHOUSE_TABLES,
+    warehouse_suites,
+)
 
 log = logging.getLogger(__name__)
+WAREHOUSE_UNREADABLE = "warehouse"  # key of ``Lake.errors`` when the warehouse could not be read
 MAX_IDS = 20  # failing row ids kept per expectation in the report (the Data Docs keep them all)
 
 
@@ -71,9 +79,30 @@ def data_docs_dir(settings: Settings) -> Path:
     return Path(settings.stack.state_dir) / "quality" / "data_docs"
 
 
-def load(settings: Settings, *, postgres: bool = True) -> sources.Lake:
-    """Reads every Delta table (wide columns reduced), LanceDB counts and PostgreSQL's indexed rows."""
+def all_suites(settings: Settings) -> dict[str, Suite]:
+    """Every suite: the lake's, the cross-store one, the warehouse's and the freshness ones."""
+    return {**SUITES, **warehouse_suites(settings)}
+
+
+def _on_warehouse(name: str) -> bool:
+    return name.startswith("warehouse/") or name == FRESHNESS_WAREHOUSE
+
+
+def load(
+    settings: Settings, *, postgres: bool = True, lake_tables: bool = True, warehouse: bool = False
+) -> sources.Lake:
+    """Reads every Delta table (wide columns reduced), LanceDB counts and PostgreSQL's indexed rows,
+    and with ``warehouse`` the warehouse's tables."""
     lake = sources.Lake()
+    if warehouse:
+        from warehouse.client import WarehouseError
+
+        try:
+            lake.warehouse = sources.read_warehouse(settings, WAREHOUSE_TABLES)
+        except WarehouseError as exc:  # busy or unreachable: its suites fail with the reason
+            lake.errors[WAREHOUSE_UNREADABLE] = str(exc)
+    if not lake_tables:
+        return lake
     for name in [*TABLE_SCHEMAS, *GOLD_SCHEMAS]:
         table = sources.read_delta(settings, name)
         if table is not None:
@@ -161,20 +190,36 @@ def _run_suite(context: Any, suite: Suite, frame: Any) -> SuiteResult:
 
 
 def check(settings: Settings, tables: list[str] | None = None, *, lake: sources.Lake | None = None) -> Report:
-    """Runs the suites of ``tables`` (all by default) on the current lake and renders Data Docs."""
-    unknown = sorted(set(tables or []) - set(SUITES))
+    """Runs the suites of ``tables`` (all by default) on the current lake and warehouse and renders
+    Data Docs."""
+    registry = all_suites(settings)
+    unknown = sorted(set(tables or []) - set(registry))
     if unknown:
-        raise ValueError(f"no quality suite for {', '.join(unknown)}; suites: {', '.join(SUITES)}")
+        raise ValueError(f"no quality suite for {', '.join(unknown)}; suites: {', '.join(registry)}")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    lake = lake or load(settings, postgres=not tables or CONSISTENCY in tables)
+    names = tables or list(registry)
+    lake = lake or load(
+        settings,
+        postgres=CONSISTENCY in names,
+        lake_tables=any(not _on_warehouse(n) for n in names),
+        warehouse=any(_on_warehouse(n) for n in names),
+    )
     docs = data_docs_dir(settings)
     context = _context(docs)
     results = []
-    for name in tables or list(SUITES):
-        suite = SUITES[name]
+    for name in names:
+        suite = registry[name]
         frame = suite.build(lake)
+        if frame is None and _on_warehouse(name) and WAREHOUSE_UNREADABLE in lake.errors:
+            reason = lake.errors[WAREHOUSE_UNREADABLE]
+            results.append(SuiteResult(name, "failed", failures=[Failure("read_warehouse", "", 0, [reason])]))
+            continue
         if frame is None:
             note = lake.errors.get(name, "table does not exist yet")
+            if _on_warehouse(name) and lake.warehouse is None:
+                note = "no warehouse yet (no load has run)"
+            elif name == FRESHNESS_LAKE:
+                note = "no lake table exists yet"
             results.append(SuiteResult(name, "skipped", note=note))
             continue
         results.append(_run_suite(context, suite, frame))
@@ -204,4 +249,15 @@ def check_study_outputs(settings: Settings, kind: str) -> dict[str, Any]:
     """The quality task of a study DAG (``kind`` notes | quiz): runs the suites of the gold
     tables it wrote; raises ``QualityCheckFailed`` (failing the run) naming the failing rows."""
     report = require_passing(settings, list(STUDY_DAG_TABLES[kind]))
+    return {r.suite: {"status": r.status, "rows": r.rows, "expectations": r.expectations} for r in report.results}
+
+
+# What the warehouse DAG's quality task runs after its loads: every warehouse table and its loads'
+# freshness (the lake's freshness is the lake's concern, not a reason to fail a load).
+WAREHOUSE_DAG_SUITES = tuple(n for n in WAREHOUSE_SUITE_NAMES if _on_warehouse(n))
+
+
+def check_warehouse_outputs(settings: Settings) -> dict[str, Any]:
+    """The quality task of ``load_warehouse``: raises ``QualityCheckFailed`` naming the failing rows."""
+    report = require_passing(settings, list(WAREHOUSE_DAG_SUITES))
     return {r.suite: {"status": r.status, "rows": r.rows, "expectations": r.expectations} for r in report.results}

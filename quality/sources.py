@@ -1,7 +1,8 @@
 """Read-only views of the stores the quality suites check, as pandas frames.
 
 Delta tables are read with delta-rs, LanceDB's ``chunks`` table directly, PostgreSQL's
-``documents`` rows with a plain ``SELECT`` on every shard. Nothing here writes. A table that
+``documents`` rows with a plain ``SELECT`` on every shard, the warehouse's tables with ``SELECT …
+FINAL`` in a short ``warehouse_session``. Nothing here writes. A table that
 does not exist yet reads as ``None`` (the runner reports it as skipped, not as a failure).
 
 Wide columns are reduced while reading: ``silver/chunks.embedding`` becomes its length (the
@@ -89,6 +90,31 @@ def read_indexed_postgres(settings: Settings) -> list[dict]:
     return rows
 
 
+# Wide text columns of the warehouse read as their length.
+WAREHOUSE_WIDE = {"dim_quiz_items": ("question", "options", "explanation", "fact"), "fact_api_events": ("properties",)}
+
+
+def warehouse_query(table: str) -> str:
+    """What the suite of ``table`` reads: the table as analysts see it, wide text as its length."""
+    wide = WAREHOUSE_WIDE.get(table, ())
+    replace = f" REPLACE ({', '.join(f'length({c}) AS {c}' for c in wide)})" if wide else ""
+    final = "" if table == "warehouse_operations" else " FINAL"  # a plain MergeTree log
+    return f"SELECT *{replace} FROM {table}{final}"
+
+
+def read_warehouse(settings: Settings, tables: tuple[str, ...]) -> dict[str, pd.DataFrame] | None:
+    """The warehouse ``tables`` as analysts read them (``warehouse_query``);
+    None when there is no warehouse yet (an embedded data path never created by a load)."""
+    from warehouse.client import parse_dsn, warehouse_session
+
+    target = parse_dsn(settings.warehouse)
+    if target.path is not None and not target.path.exists():
+        return None
+    with warehouse_session(settings.warehouse) as client:
+        present = {row[0] for row in client.query("SHOW TABLES").result_rows}
+        return {table: client.query_df(warehouse_query(table)) for table in tables if table in present}
+
+
 @dataclass
 class Lake:
     """Everything the suites look at, read once per check."""
@@ -96,6 +122,7 @@ class Lake:
     tables: dict[str, pd.DataFrame | None] = field(default_factory=dict)
     lancedb_counts: dict[tuple[str, int], int] | None = None
     postgres_indexed: list[dict] | None = None
+    warehouse: dict[str, pd.DataFrame] | None = None  # warehouse table -> its rows (None: no warehouse)
     errors: dict[str, str] = field(default_factory=dict)
 
     def frame(self, name: str) -> pd.DataFrame | None:

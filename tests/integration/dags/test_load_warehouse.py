@@ -1,5 +1,6 @@
 """``dag.test()`` of ``load_warehouse`` in its own process against private shards, topics, lake and
-an embedded warehouse: its three tasks load what the sources hold."""
+an embedded warehouse: its three tasks load what the sources hold, and its quality task passes
+(the shards are this test's own: the suites check references across every row)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,17 @@ import sys
 import uuid
 
 from core.settings import PROJECT_ROOT
-from tests.integration.warehouse.warehouse_testkit import build_world, send_events, warehouse_settings
+from tests.integration.warehouse.warehouse_testkit import build_world, private_shards, send_events, warehouse_settings
 
 
 def test_load_warehouse_dag_loads_every_source(api_settings, tmp_path):
+    with private_shards(api_settings) as private:
+        _run_dag(warehouse_settings(private, tmp_path, uuid.uuid4().hex[:10]), tmp_path)
+
+
+def _run_dag(settings, tmp_path):
     from warehouse.client import warehouse_session
 
-    settings = warehouse_settings(api_settings, tmp_path, uuid.uuid4().hex[:10])
     world = build_world(settings, students=3)
     send_events(world)
     home = tmp_path / "airflow_home"
@@ -44,6 +49,7 @@ def test_load_warehouse_dag_loads_every_source(api_settings, tmp_path):
     print(done.stdout[-3000:])
     assert done.returncode == 0, f"load_warehouse failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     assert "DAG_TEST_STATE load_warehouse success" in done.stdout
+    assert "check_quality" in done.stdout + done.stderr
 
     with warehouse_session(settings.warehouse) as client:
         sources = dict(client.query("SELECT source, sum(rows) FROM warehouse_operations GROUP BY source").result_rows)

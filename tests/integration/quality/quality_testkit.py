@@ -22,7 +22,7 @@ from processing.embedding import DIMENSION
 
 PAGES = 3
 CHUNKS = {0: 4, 1: 2}  # chunks per test document
-RUN_AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+RUN_AT = datetime.now(UTC).replace(microsecond=0)  # fresh: the freshness suite checks it
 GENERATOR = "offline-test"
 
 
