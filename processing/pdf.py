@@ -346,6 +346,13 @@ def _child(sender: Any, fn: Callable[..., Any], args: tuple, kwargs: dict[str, A
 
     global _PDFIUM_LOCK  # the inherited one was held during the fork
     _PDFIUM_LOCK = threading.Lock()
+    import faulthandler
+    import signal
+
+    faulthandler.disable()
+    for crash in (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGFPE, signal.SIGILL):
+        signal.signal(crash, signal.SIG_DFL)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     with contextlib.suppress(OSError, ValueError):  # the budget is on top of what the fork inherited
         with open("/proc/self/statm") as statm:
             inherited = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
