@@ -67,8 +67,13 @@ class PostgresStatusSink:
         self._move(doc, "processing", pages=pages_total)
 
     def searchable(self, doc: DocumentUploaded, *, chunks: int) -> None:
-        """The job's searchable moment (the document row itself moves at indexed / failed)."""
-        self.records.mark_searchable(course_id=doc.course_id, job_id=doc.job_id, at=time.time())
+        """The job's searchable moment (the document row itself moves at indexed / failed). An
+        analytics fact only: a failed write is logged, never fails the batch (the outcome's write,
+        which the student needs, comes next and reports a real outage)."""
+        try:
+            self.records.mark_searchable(course_id=doc.course_id, job_id=doc.job_id, at=time.time())
+        except Exception as exc:  # noqa: BLE001 - e.g. a shard not migrated to jobs.searchable_at yet
+            log.warning("searchable time of job %s not recorded: %s", doc.job_id, exc)
 
     def progress(self, doc: DocumentUploaded, *, pages_done: int, pages_total: int, eta_s: float | None) -> None:
         """Live progress lives in Redis only; PostgreSQL keeps the start, the searchable moment and the outcome."""
