@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationInfo, field_validator
 
 from core.documents import DocumentStatus
 
@@ -20,14 +20,23 @@ _CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
+    # Lengths and patterns apply to the value as sent (as the OpenAPI schema says); surrounding
+    # whitespace is stripped afterwards, and a required text that was only whitespace is refused.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     @field_validator("*", mode="after")
     @classmethod
-    def _no_control_characters(cls, value: object) -> object:
-        if isinstance(value, str) and _CONTROL_CHARACTERS.search(value):
+    def _no_control_characters(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str):
+            return value
+        if _CONTROL_CHARACTERS.search(value):
             raise ValueError("must not contain NUL or other control characters")
-        return value
+        stripped = value.strip()
+        field = cls.model_fields.get(info.field_name or "")
+        required_text = field is not None and any(getattr(m, "min_length", 0) for m in field.metadata)
+        if value and not stripped and required_text:
+            raise ValueError("must not be blank")
+        return stripped
 
 
 class _Response(BaseModel):

@@ -11,7 +11,7 @@ from api.deps import PrincipalDep, ServicesDep
 from api.errors import METHOD_NOT_ALLOWED_ROUTE, problem_responses
 from api.schemas import Course, CourseCreate, CourseList, CourseUpdate, JoinCourse
 
-router = APIRouter(prefix="/v1/courses", tags=["courses"], responses=problem_responses(401, 422, 429))
+router = APIRouter(prefix="/v1/courses", tags=["courses"], responses=problem_responses(401, 422, 429, 503))
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=Course, responses=problem_responses(400, 403, 413))

@@ -14,7 +14,7 @@ from api.uploads import IncomingFile
 from lake.search import SearchMode
 
 router = APIRouter(
-    prefix="/v1/courses/{course_id}/documents", tags=["documents"], responses=problem_responses(401, 404, 422, 429)
+    prefix="/v1/courses/{course_id}/documents", tags=["documents"], responses=problem_responses(401, 404, 422, 429, 503)
 )
 
 
@@ -69,7 +69,7 @@ def _location(course_id: uuid.UUID, result: dict) -> str:
 
 
 search_router = APIRouter(
-    prefix="/v1/courses/{course_id}/search", tags=["search"], responses=problem_responses(401, 404, 422, 429)
+    prefix="/v1/courses/{course_id}/search", tags=["search"], responses=problem_responses(401, 404, 422, 429, 503)
 )
 
 

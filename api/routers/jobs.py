@@ -11,7 +11,7 @@ from api.errors import problem_responses
 from api.schemas import Job
 from core.jobs import JobState
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problem_responses(401, 404, 422, 429))
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problem_responses(401, 404, 422, 429, 503))
 
 
 def job_body(state: JobState) -> dict:

@@ -25,7 +25,7 @@ from api.schemas import (
 from api.study import NotReady
 from study.models import Notes
 
-router = APIRouter(tags=["study"], responses=problem_responses(401, 404, 422, 429))
+router = APIRouter(tags=["study"], responses=problem_responses(401, 404, 422, 429, 503))
 _NOT_READY: dict[int | str, dict[str, Any]] = {202: {"model": NotReadyBody, "description": "Not generated yet"}}
 
 
@@ -87,7 +87,9 @@ def get_quiz(document_id: uuid.UUID, principal: PrincipalDep, services: Services
         return _not_ready(exc)
 
 
-@router.post("/v1/quizzes/{quiz_id}/attempts", response_model=AttemptOut, status_code=201)
+@router.post(
+    "/v1/quizzes/{quiz_id}/attempts", response_model=AttemptOut, status_code=201, responses=problem_responses(400, 413)
+)
 def post_attempt(quiz_id: uuid.UUID, body: AttemptIn, principal: PrincipalDep, services: ServicesDep) -> dict:
     """Grades the answers by option id, stores the attempt and returns the score with the
     correct answers and explanations."""
@@ -107,7 +109,9 @@ def due_reviews(
     return services.study.due_cards(course_id, principal, limit=limit, now=datetime.now(UTC))
 
 
-@router.post("/v1/cards/{card_id}/reviews", response_model=ReviewOut, status_code=201)
+@router.post(
+    "/v1/cards/{card_id}/reviews", response_model=ReviewOut, status_code=201, responses=problem_responses(400, 413)
+)
 def post_review(card_id: uuid.UUID, body: ReviewIn, principal: PrincipalDep, services: ServicesDep) -> dict:
     """Records a review (again / hard / good / easy); FSRS schedules the card's next due time."""
     return services.study.review(

@@ -8,7 +8,7 @@ from api.deps import PrincipalDep, ServicesDep
 from api.errors import problem_responses
 from api.schemas import User
 
-router = APIRouter(prefix="/v1/users", tags=["users"], responses=problem_responses(401, 404, 429))
+router = APIRouter(prefix="/v1/users", tags=["users"], responses=problem_responses(401, 404, 429, 503))
 
 
 @router.get("/me", response_model=User)
