@@ -7,7 +7,12 @@ chunked with the platform's code) are embedded with the platform's embedder; eac
 1,000,000 rows takes one of them at random, perturbs its vector with Gaussian noise (then
 re-normalises it: ``--noise`` sets the spread; the mean cosine to its source is printed) and
 shuffles its words, so the vectors are *sampled around real MiniLM vectors* and the texts keep a
-real vocabulary. Course ``i`` holds rows ``i, i + 1000, ...``.
+real vocabulary. Each course holds 20 documents of ``rows / courses / 20`` chunks. With
+``--layout documents`` (the default) a document's chunks are consecutive rows, as the ingestion
+job writes a document's chunks together, and a course's documents are spread over the table
+(document ``d`` is in course ``d % courses``); ``--layout strided`` puts row ``i`` in course
+``i % courses`` and document ``i % (20 * courses)``, so no two rows of a document are
+neighbours (the worst case for reading a course's rows; the layout of the first runs).
 
 Indexes, as the ingestion job builds them: IVF_PQ (``lake.vectors.ensure_vector_index``), the
 native full-text index and the B-tree on ``course_id``. Queries: eight-word phrases of the real
@@ -17,7 +22,7 @@ flat scan of the course's rows) and the full-text search. The built table is cac
 ``.lakehouse/bench/search_scale/<rows>-<courses>-<seed>``; ``--rebuild`` builds it again.
 
 ``python bench/search_scale.py [--rows 1000000] [--courses 1000] [--queries 200]``
-Writes ``.lakehouse/bench/search_scale.json`` and a PNG bar chart beside it. Never asserts.
+Writes ``.lakehouse/bench/search_scale-<layout>.json`` and a PNG bar chart beside it. Never asserts.
 """
 
 from __future__ import annotations
@@ -84,6 +89,11 @@ def build(path: Path, settings: Settings, args: argparse.Namespace) -> dict[str,
     for begin in range(0, args.rows, WRITE_BATCH):
         n = min(WRITE_BATCH, args.rows - begin)
         ids = np.arange(begin, begin + n)
+        if args.layout == "strided":
+            documents, chunk_index = ids % (args.courses * 20), ids // (args.courses * 20)
+        else:
+            per_document = max(1, args.rows // (args.courses * 20))
+            documents, chunk_index = ids // per_document, ids % per_document
         source = rng.integers(0, len(texts), n)
         noisy = seeds[source] + rng.normal(0.0, args.noise, (n, seeds.shape[1])).astype("float32")
         noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
@@ -96,10 +106,10 @@ def build(path: Path, settings: Settings, args: argparse.Namespace) -> dict[str,
         batch = pa.table(
             {
                 "chunk_id": [f"scale-{i}" for i in ids],
-                "document_id": [f"doc-{i % (args.courses * 20)}" for i in ids],
+                "document_id": [f"doc-{d}" for d in documents],
                 "version": pa.array(np.ones(n, dtype="int32")),
-                "course_id": [f"course-{i % args.courses}" for i in ids],
-                "chunk_index": pa.array((ids // (args.courses * 20)).astype("int32")),
+                "course_id": [f"course-{d % args.courses}" for d in documents],
+                "chunk_index": pa.array(chunk_index.astype("int32")),
                 "page_start": pa.array(np.ones(n, dtype="int32")),
                 "page_end": pa.array(np.ones(n, dtype="int32")),
                 "text": shuffled,
@@ -204,10 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noise", type=float, default=0.02, help="Gaussian noise per vector component")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument("--layout", choices=("documents", "strided"), default="documents", help="rows of a course")
     args = parser.parse_args(argv)
     settings = Settings()
     print(f"CPU: {cpu()}")
-    path = OUT / "search_scale" / f"{args.rows}-{args.courses}-{args.seed}-{args.noise}"
+    suffix = "" if args.layout == "strided" else "-documents"
+    path = OUT / "search_scale" / f"{args.rows}-{args.courses}-{args.seed}-{args.noise}{suffix}"
     if args.rebuild and path.exists():
         shutil.rmtree(path)
     if (path / "meta.json").exists():
@@ -219,22 +231,23 @@ def main(argv: list[str] | None = None) -> int:
         meta = build(path, settings, args)
         print(f"  built: {json.dumps(meta['seconds'])}; unindexed rows {meta['indexes']}")
     figures = measure(path, settings, args)
-    result = {"cpu": cpu(), "table": meta, "queries": args.queries, "k": 10, "figures": figures}
+    result = {"cpu": cpu(), "layout": args.layout, "table": meta, "queries": args.queries, "k": 10, "figures": figures}
     hybrid, flat = figures["hybrid"], figures["hybrid, flat vector scan"]
     result["ratio_p95_hybrid_vs_flat"] = round(hybrid["p95_ms"] / flat["p95_ms"], 3)
     result["ratio_p50_hybrid_vs_flat"] = round(hybrid["p50_ms"] / flat["p50_ms"], 3)
     ratios = f"p50 {result['ratio_p50_hybrid_vs_flat']}, p95 {result['ratio_p95_hybrid_vs_flat']}"
     print(f"hybrid / brute-force hybrid (flat vector scan + full text): {ratios}")
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "search_scale.json").write_text(json.dumps(result, indent=2))
+    out = OUT / f"search_scale-{args.layout}.json"
+    out.write_text(json.dumps(result, indent=2))
     rows = [(name, [("p50", f["p50_ms"]), ("p95 - p50", f["p95_ms"] - f["p50_ms"])]) for name, f in figures.items()]
     stacked_bars(
-        OUT / "search_scale.png",
+        out.with_suffix(".png"),
         f"search on {meta['rows']:,} chunks, {args.courses:,} courses, course filter ({cpu()[:60]})",
         rows,
         unit="ms",
     )
-    print(f"wrote {OUT / 'search_scale.json'} and {OUT / 'search_scale.png'}")
+    print(f"wrote {out} and {out.with_suffix('.png')}")
     return 0
 
 

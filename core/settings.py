@@ -168,7 +168,7 @@ class LanceDBSettings(_Section):
     )
     nprobes: int = Field(20, ge=1, description="IVF partitions probed per vector query")
     flat_scan_max_rows: int = Field(
-        50_000, ge=0, description="A course with at most this many chunks is searched by exact scan, not the IVF index"
+        5_000, ge=0, description="A course with at most this many chunks is searched by exact scan, not the IVF index"
     )
     refine_factor: int = Field(10, ge=1, description="Re-rank refine_factor * k candidates on full vectors")
     rrf_k: int = Field(30, ge=1, description="Reciprocal rank fusion constant (bench/retrieval.py chose 30 over 60)")
