@@ -31,7 +31,7 @@ smoke: stack-up
 
 test: stack-up  ## Set up from nothing, lint, and run unit + integration tests against the real services
 	@$(MAKE) --no-print-directory lint
-	@$(PY) -m pytest tests/unit tests/integration --durations=12
+	@$(PY) -m pytest tests/unit tests/integration tests/reliability --durations=12
 
 unit: setup
 	@$(PY) -m pytest tests/unit

@@ -1,14 +1,30 @@
-"""Redis down: reads keep answering from PostgreSQL (degraded, logged, metric); sessions say 503."""
+"""Redis down (a private redis-server; the shared one is never stopped) during uploads and reads:
+reads keep answering from PostgreSQL (degraded, logged, metric), uploads are accepted with their
+jobs recorded in PostgreSQL only, sessions and the WebSocket say 503 / 1011; once Redis is back,
+a reconnected WebSocket gets the workers' reports and the jobs show their final status."""
 
+import asyncio
+import json
 import logging
 import time
+import uuid
 
 import pytest
+import websockets
 
 from deploy.stack import Stack
-from tests.integration.api.api_testkit import PASSWORD, create_course, derive, free_port, sign_up, wait_ready
+from processing.samples import short_pdf
+from tests.integration.api.api_testkit import (
+    PASSWORD,
+    LiveServer,
+    create_course,
+    derive,
+    free_port,
+    sign_up,
+    wait_ready,
+)
 
-pytestmark = pytest.mark.integration
+PDF = "application/pdf"
 
 
 @pytest.fixture
@@ -19,6 +35,8 @@ def private_redis(api_settings, tmp_path):
         api_settings,
         stack={"state_dir": tmp_path / "state", "services": ("redis",), "install_missing": False},
         redis={"port": port},
+        kafka={"topic_prefix": f"r{uuid.uuid4().hex[:8]}."},
+        object_store={"local_root": tmp_path / "objects"},
     )
     private = Stack(settings)
     private.up()
@@ -26,7 +44,9 @@ def private_redis(api_settings, tmp_path):
     private.down()
 
 
-def test_reads_keep_working_while_redis_is_down(private_redis, make_client, caplog):
+def test_reads_and_uploads_keep_working_while_redis_is_down_and_jobs_recover(
+    private_redis, make_client, caplog, report_counts
+):
     private, settings = private_redis
     client = make_client(settings)
     wait_ready(client)
@@ -50,7 +70,21 @@ def test_reads_keep_working_while_redis_is_down(private_redis, make_client, capl
         )
         assert renamed.status_code == 200
         assert client.get(f"/v1/courses/{course['id']}", headers=student.headers).json()["title"] == "Renamed offline"
+        # uploads go on: the job is recorded in PostgreSQL only, and readable from there
+        uploads = [
+            client.post(
+                f"/v1/courses/{course['id']}/documents",
+                files=[("files", (f"outage{i}.pdf", short_pdf(f"Written while Redis was down, {i}."), PDF))],
+                headers=teacher.headers,
+            )
+            for i in range(2)
+        ]
+        assert [u.status_code for u in uploads] == [202, 202], [u.text for u in uploads]
+        jobs = [u.json()["jobs"][0]["job_id"] for u in uploads]
+        during = [client.get(f"/v1/jobs/{job}", headers=teacher.headers) for job in jobs]
+        assert [(r.status_code, r.json()["status"]) for r in during] == [(200, "queued")] * 2
     assert any("degraded" in r.getMessage() for r in caplog.records)
+    assert any("recorded in PostgreSQL only" in r.getMessage() for r in caplog.records)
 
     ready = client.get("/readyz")
     assert ready.status_code == 200
@@ -70,8 +104,6 @@ def test_reads_keep_working_while_redis_is_down(private_redis, make_client, capl
     import asyncio
 
     import websockets
-
-    from tests.integration.api.api_testkit import LiveServer
 
     with LiveServer(settings) as server:
         url = f"ws://127.0.0.1:{server.port}/v1/notifications?access_token={student.access_token}"
@@ -94,3 +126,75 @@ def test_reads_keep_working_while_redis_is_down(private_redis, make_client, capl
         time.sleep(0.5)
     assert login.status_code == 200, login.text
     assert client.get("/readyz").json()["status"] == "ready"
+
+    # The WebSocket reconnects, then the worker reports the uploads done (the ingest stream's own
+    # status sinks): the messages reach the socket and the jobs show their final status.
+    recovered = _worker_reports_after_recovery(settings, teacher=teacher, jobs=jobs)
+    final = [client.get(f"/v1/jobs/{job}", headers=teacher.headers).json() for job in jobs]
+    documents = client.get(f"/v1/courses/{course['id']}/documents", headers=teacher.headers).json()["items"]
+    report_counts(
+        "Redis stopped during uploads and reads",
+        [
+            ("reads while down answered 200", 5, 5),
+            ("uploads while down answered 202", 2, len(jobs)),
+            ("jobs readable while down (PostgreSQL)", 2, len(during)),
+            ("WebSocket close code while down", 1011, 1011),
+            ("WebSocket reconnected, snapshot", 1, recovered["snapshots"]),
+            ("  jobs in the snapshot", "0..2", recovered["snapshot_jobs"]),
+            ("  job messages after recovery", 2, len(recovered["messages"])),
+            ("jobs succeeded afterwards (GET)", 2, sum(1 for j in final if j["status"] == "succeeded")),
+            ("documents indexed afterwards", 2, sum(1 for d in documents if d["status"] == "indexed")),
+        ],
+    )
+    assert recovered["snapshots"] == 1
+    assert sorted(m["job"]["job_id"] for m in recovered["messages"]) == sorted(jobs)
+    assert {m["job"]["status"] for m in recovered["messages"]} == {"succeeded"}
+    assert [(j["status"], j["stage"]) for j in final] == [("succeeded", "indexed")] * 2
+    assert sorted(d["status"] for d in documents) == ["indexed", "indexed"]
+
+
+def _uploaded_events(settings, jobs: list[str]) -> list:
+    from core.events import TOPIC_DOCUMENTS_UPLOADED, DocumentUploaded
+    from streaming.kafka import json_consumer
+
+    consumer = json_consumer(
+        settings.kafka, settings.kafka.topic(TOPIC_DOCUMENTS_UPLOADED), group_id=None, consumer_timeout_ms=4000
+    )
+    try:
+        events = [DocumentUploaded.model_validate(m.value) for m in consumer]
+    finally:
+        consumer.close()
+    return [e for e in events if e.job_id in jobs]
+
+
+def _worker_reports_after_recovery(settings, *, teacher, jobs: list[str]) -> dict:
+    from spark_jobs.ingest.status_sinks import FanOutSink, RedisKafkaStatusSink
+    from spark_jobs.status_postgres import PostgresStatusSink
+
+    events = _uploaded_events(settings, jobs)
+    assert len(events) == 2, f"{len(events)} upload events of 2 on the topic"
+    with LiveServer(settings) as server:
+        url = f"ws://127.0.0.1:{server.port}/v1/notifications?access_token={teacher.access_token}"
+
+        async def scenario() -> dict:
+            async with websockets.connect(url) as ws:
+                snapshot = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+                sink = FanOutSink(PostgresStatusSink(settings), RedisKafkaStatusSink(settings))
+                try:
+                    for event in events:
+                        await asyncio.to_thread(sink.indexed, event, pages=1, chunks=1, seconds=0.1)
+                    await asyncio.to_thread(sink.flush)
+                finally:
+                    sink.close()
+                messages = []
+                while len(messages) < 2:
+                    message = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+                    if message["type"] == "job" and message["job"]["status"] == "succeeded":
+                        messages.append(message)
+                return {
+                    "snapshots": int(snapshot["type"] == "snapshot"),
+                    "snapshot_jobs": len(snapshot.get("jobs", [])),
+                    "messages": messages,
+                }
+
+        return asyncio.run(scenario())
