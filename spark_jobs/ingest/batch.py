@@ -226,6 +226,14 @@ class DocumentIngestor:
             parsed = [d if isinstance(d, FailedDocument) else extract.chunk(d, chunking) for d in extracted]
         chunked = [d for d in parsed if isinstance(d, ParsedDocument)]
         failed: list[DocumentOutcome] = [d for d in (*opened, *parsed) if isinstance(d, FailedDocument)]
+        if chunked:
+            # The good documents are searchable by text first: a batch's failures (a Delta write of
+            # seconds) must not delay the documents that were fine.
+            with stats.lap("write_text_first"):
+                self.lance.write_text_first(chunked)
+            for ready in chunked:
+                self.sink.searchable(ready.upload.event, chunks=len(ready.chunks))
+                log_stage(log, ready.upload, "searchable", batch_id=stats.batch_id, chunks=len(ready.chunks))
         if failed:
             with stats.lap("write_documents"):
                 writes.write_documents(self.spark, self.settings, failed)
@@ -233,11 +241,6 @@ class DocumentIngestor:
                 self._report(failed, stats)
         if not chunked:
             return
-        with stats.lap("write_text_first"):
-            self.lance.write_text_first(chunked)
-        for ready in chunked:
-            self.sink.searchable(ready.upload.event, chunks=len(ready.chunks))
-            log_stage(log, ready.upload, "searchable", batch_id=stats.batch_id, chunks=len(ready.chunks))
         units = plan_commit_units([len(d.chunks) for d in chunked], self.settings.ingest.commit_chunks)
         for unit in units:
             self._commit_unit([chunked[i] for i in unit], stats)
