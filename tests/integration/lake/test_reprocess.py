@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
@@ -33,10 +34,26 @@ pytestmark = [pytest.mark.integration, pytest.mark.spark]
 NEW_SIZE = 300
 
 
-def _settings(tmp_path, run_id) -> Settings:
-    settings = isolated_settings(tmp_path, run_id, lancedb={"read_consistency_s": 0.0})
+@dataclass
+class Lake:
+    settings: Settings
+    course: str
+    other: str
+    pdfs: dict[str, bytes]  # the course's documents
+
+
+@pytest.fixture(scope="module")
+def lake(spark, tmp_path_factory) -> Lake:
+    """One seeded lake for both tests (seeding costs Spark writes): a course of 3 documents and
+    another course's document, version 1 as the stream leaves it. The first test takes it to
+    version 2, the second to version 3."""
+    settings = isolated_settings(tmp_path_factory.mktemp("reprocess"), uuid.uuid4().hex[:12],
+                                 lancedb={"read_consistency_s": 0.0})  # fmt: skip
     index_versions.forget_live()
-    return settings
+    course, other = str(uuid.uuid4()), str(uuid.uuid4())
+    pdfs = _seed(spark, settings, [(course, 3, 1), (course, 4, 2), (course, 5, 4), (other, 3, 3)])
+    mine = {r["document_id"] for r in delta_rows(settings, tables.SILVER_DOCUMENTS) if r["course_id"] == course}
+    return Lake(settings, course, other, {d: pdf for d, pdf in pdfs.items() if d in mine})
 
 
 def _seed(spark, settings: Settings, documents: list[tuple[str, int, int]]) -> dict[str, bytes]:
@@ -89,12 +106,10 @@ def _lance_ids(settings: Settings, table: str, course: str) -> list[str]:
     return [r["chunk_id"] for r in rows if r["course_id"] == course]
 
 
-def test_a_new_chunk_size_builds_a_version_served_only_once_switched(spark, tmp_path, run_id):
+def test_a_new_chunk_size_builds_a_version_served_only_once_switched(spark, lake):
     from processing.embedding import get_embedder
 
-    settings = _settings(tmp_path, run_id)
-    course, other = str(uuid.uuid4()), str(uuid.uuid4())
-    pdfs = _seed(spark, settings, [(course, 4, 1), (course, 6, 2), (other, 3, 3)])
+    settings, course, other, pdfs = lake.settings, lake.course, lake.other, lake.pdfs
     db = connect(settings.lancedb)
     embedder = get_embedder(settings.embedding)
     old_ids = set(_lance_ids(settings, "chunks", course))
@@ -113,9 +128,7 @@ def test_a_new_chunk_size_builds_a_version_served_only_once_switched(spark, tmp_
     # During the rebuild (a document already in chunks_v2): version 1 answered.
     assert during and during[0][0] == 1 and during[0][1] and during[0][1] <= old_ids
     assert (result.version.version, result.version.state, result.previous.version) == (2, "live", 1)
-    expected = set().union(*(_expected_ids(settings, d, pdf, NEW_SIZE) for d, pdf in pdfs.items()
-                             if d in {r["document_id"] for r in delta_rows(settings, tables.SILVER_DOCUMENTS)
-                                      if r["course_id"] == course}))  # fmt: skip
+    expected = set().union(*(_expected_ids(settings, d, pdf, NEW_SIZE) for d, pdf in pdfs.items()))
     new_ids = _lance_ids(settings, "chunks_v2", course)
     assert len(new_ids) == len(set(new_ids)) and set(new_ids) == expected and len(expected) > len(old_ids)
     assert set(_lance_ids(settings, "chunks_v2", other)) == other_ids  # outside the scope: copied as is
@@ -127,7 +140,7 @@ def test_a_new_chunk_size_builds_a_version_served_only_once_switched(spark, tmp_
     assert {r["chunk_id"] for r in silver} == expected and len(silver) == len(expected)
     assert all(len(r["text"]) <= NEW_SIZE for r in silver)
     counts = {r["document_id"]: r["chunks"] for r in delta_rows(settings, tables.SILVER_DOCUMENTS)}
-    assert sum(counts[d] for d in pdfs if counts[d] and d in {r["document_id"] for r in silver}) == len(expected)
+    assert sum(counts[d] for d in pdfs) == len(expected)
     states = {v.version: v.state for v in index_versions.list_versions(db)}
     assert states == {1: "retired", 2: "live"}
     # The stream cuts new uploads as the live version was cut, and writes into its table.
@@ -136,24 +149,29 @@ def test_a_new_chunk_size_builds_a_version_served_only_once_switched(spark, tmp_
     assert any("Great Expectations" in line and "passed" in line for line in result.checks), result.checks
 
 
-def test_sigkill_mid_reprocess_then_rerun_completes_without_duplicates_or_gaps(spark, tmp_path, run_id):
-    settings = _settings(tmp_path, run_id)
-    course = str(uuid.uuid4())
-    pdfs = _seed(spark, settings, [(course, 3, 4), (course, 4, 5), (course, 5, 6)])
+def test_sigkill_mid_reprocess_then_rerun_completes_without_duplicates_or_gaps(spark, lake):
+    """The CLI is killed once a document is in the new table; the rerun (in this process: a
+    restarted job) resumes the version: no duplicate and no missing chunk."""
+    settings, course, size = lake.settings, lake.course, 400
+    db = connect(settings.lancedb)
+    before = index_versions.live_version(db, settings)
+    target = before.version + 1
+    table = f"chunks_v{target}"
     env = {**os.environ, **isolated_env(settings), "LAKEHOUSE_LANCEDB__READ_CONSISTENCY_S": "0",
            "PYTHONPATH": str(PROJECT_ROOT)}  # fmt: skip
-    command = [sys.executable, "-m", "cli", "reprocess", "--course", course, "--chunk-size", str(NEW_SIZE)]
-    log = (tmp_path / "reprocess.log").open("w")
+    command = [sys.executable, "-m", "cli", "reprocess", "--course", course, "--chunk-size", str(size)]
+    log_path = settings.object_store.local_root.parent / "reprocess.log"
+    log = log_path.open("w")
     job = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                            start_new_session=True)  # fmt: skip
-    db = connect(settings.lancedb)
     killed_with: set[str] = set()
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and job.poll() is None:
-            if "chunks_v2" in db.table_names():
-                rows = open_chunks(db, settings.lancedb, create=False, name="chunks_v2").to_arrow()
-                killed_with = set(rows["document_id"].to_pylist())
+            if table in db.table_names():
+                rows = open_chunks(db, settings.lancedb, create=False, name=table).to_arrow()
+                killed_with = {d for d, c in zip(rows["document_id"].to_pylist(), rows["course_id"].to_pylist(),
+                                                 strict=True) if c == course}  # fmt: skip
                 if killed_with:
                     os.killpg(job.pid, signal.SIGKILL)
                     break
@@ -163,19 +181,19 @@ def test_sigkill_mid_reprocess_then_rerun_completes_without_duplicates_or_gaps(s
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGKILL)
         log.close()
-    output = (tmp_path / "reprocess.log").read_text()
-    assert job.returncode == -signal.SIGKILL and 0 < len(killed_with) < 3, output[-3000:]
-    [building] = [v for v in index_versions.list_versions(db) if v.version == 2]
-    assert building.state == "building" and index_versions.live_version(db, settings).version == 1
+    output = log_path.read_text()
+    assert job.returncode == -signal.SIGKILL and 0 < len(killed_with) < len(lake.pdfs), output[-3000:]
+    [building] = [v for v in index_versions.list_versions(db) if v.version == target]
+    assert building.state == "building" and index_versions.live_version(db, settings).version == before.version
 
-    rerun = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
-    assert "index version 2" in rerun.stdout and "resumed" in rerun.stdout, rerun.stdout
-    expected = set().union(*(_expected_ids(settings, d, pdf, NEW_SIZE) for d, pdf in pdfs.items()))
-    lance = _lance_ids(settings, "chunks_v2", course)
-    silver = [r["chunk_id"] for r in delta_rows(settings, tables.SILVER_CHUNKS) if r["course_id"] == course]
-    assert not [i for i, n in Counter(lance).items() if n > 1], "duplicate chunks in LanceDB"
-    assert not [i for i, n in Counter(silver).items() if n > 1], "duplicate chunks in silver"
-    assert set(lance) == set(silver) == expected
     index_versions.forget_live()
-    assert index_versions.live_index(db, settings.lancedb).version == 2
+    result = reprocess(spark, settings, Scope("course", course), chunk_size=size)  # the restart
+    assert (result.version.version, result.version.state) == (target, "live")
+    assert result.resumed == len(killed_with) and result.built == len(lake.pdfs) - len(killed_with)
+    expected = set().union(*(_expected_ids(settings, d, pdf, size) for d, pdf in lake.pdfs.items()))
+    new = _lance_ids(settings, table, course)
+    silver = [r["chunk_id"] for r in delta_rows(settings, tables.SILVER_CHUNKS) if r["course_id"] == course]
+    assert not [i for i, n in Counter(new).items() if n > 1], "duplicate chunks in LanceDB"
+    assert not [i for i, n in Counter(silver).items() if n > 1], "duplicate chunks in silver"
+    assert set(new) == set(silver) == expected
+    assert index_versions.live_index(db, settings.lancedb).version == target
