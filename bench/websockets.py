@@ -1,16 +1,23 @@
 """Notification WebSockets at scale: memory per connection, Redis clients, delivery latency.
 
-Starts the API (one uvicorn worker) and, for each N in ``--connections`` (1k, 5k and 19.5k
-by default: the hard descriptor limit here is 20,000 per process), separate client processes
-(at most 8,000 sockets each) that open N WebSockets of N distinct students (access
+Starts the API and, for each N in ``--connections``, separate client processes (at most 8,000
+sockets each) that open N WebSockets of N distinct students (access
 tokens minted with the server's key: no 20k argon2 sign-ups), waits for every snapshot, then
 publishes ``--events`` job events to randomly chosen connected students on their Redis
 channels (as a worker does) and times each until its socket receives it. Reported per N: the
-server's RSS growth per connection ((RSS with N open - RSS before) / N), Redis
-``connected_clients`` before and while the N are open, the API's pub/sub connections, and
-delivery p50/p99. ``--ws`` compares uvicorn's WebSocket implementations. Both processes raise
-their own file-descriptor limit (``resource.setrlimit``), nothing system-wide. Writes
-``.lakehouse/bench/websockets.json`` and a plot. Benchmarks never assert.
+server's RSS growth per connection (the sum over its worker processes of (RSS with N open -
+RSS before), / N), Redis ``connected_clients`` before and while the N are open, the instance's
+pub/sub connections (one per worker process, whatever N), the sockets each worker holds, and
+delivery p50/p99. ``--ws`` compares uvicorn's WebSocket implementations.
+
+``--workers`` lists the instance layouts, e.g. ``1,2``: one process may hold at most the hard
+``RLIMIT_NOFILE`` descriptors (20,000 here; raising it needs CAP_SYS_RESOURCE, which this machine
+does not grant even to root), so a single worker is measured up to that limit less its own
+descriptors (``--max-per-process``, sizes above it are clamped), and the 2-core deployment
+(uvicorn ``--workers 2`` on one port: the kernel spreads accepted connections over both) takes
+the full 20k. Both processes raise their own soft descriptor limit (``resource.setrlimit``),
+nothing system-wide. Writes ``.lakehouse/bench/websockets.json`` and a plot. Benchmarks never
+assert.
 
     flock /tmp/lakehouse-heavy.lock env PYTHONPATH=. .venv/bin/python bench/websockets.py
 """
@@ -124,21 +131,31 @@ def redis_clients(settings: Settings) -> int:
         client.close()
 
 
-def hub_connections(settings: Settings, pid: int) -> int:
+def hub_connections(settings: Settings, pids: list[int]) -> int:
+    prefixes = tuple(f"lakehouse-api-hub-{pid}-" for pid in pids)
     client = redis_client(settings.redis)
     try:
-        return sum(1 for c in client.client_list() if c.get("name", "").startswith(f"lakehouse-api-hub-{pid}-"))
+        return sum(1 for c in client.client_list() if c.get("name", "").startswith(prefixes))
     finally:
         client.close()
 
 
-def measure(server: Server, settings: Settings, secret: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
+def worker_processes(server: Server) -> list[Any]:
+    """The processes that serve requests: uvicorn's worker children, or the server itself."""
     import psutil
 
     assert server.proc is not None
     process = psutil.Process(server.proc.pid)
+    # uvicorn --workers N spawns N children through multiprocessing (no resource tracker among them).
+    workers = [child for child in process.children() if "spawn_main" in " ".join(child.cmdline())]
+    return workers or [process]
+
+
+def measure(server: Server, settings: Settings, secret: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
+    workers = worker_processes(server)
     time.sleep(1)
-    rss_before = process.memory_info().rss
+    rss_before = [w.memory_info().rss for w in workers]
+    fds_before = [w.num_fds() for w in workers]
     clients_before = redis_clients(settings)
     # One client process holds at most PER_CLIENT sockets (a process may not raise its
     # descriptor limit above the hard limit, 20,000 here); the first one also measures delivery.
@@ -180,16 +197,20 @@ def measure(server: Server, settings: Settings, secret: str, n: int, args: argpa
         connected += int(ready[1])
         connect_seconds = max(connect_seconds, float(ready[2]))
     time.sleep(2)
-    rss_open = process.memory_info().rss
+    rss_open = [w.memory_info().rss for w in workers]
     row = {
         "connections": connected,
+        "workers": len(workers),
         "connect_seconds": connect_seconds,
-        "server_rss_before_mb": rss_before / 2**20,
-        "server_rss_open_mb": rss_open / 2**20,
-        "bytes_per_connection": (rss_open - rss_before) / n,
+        "server_rss_before_mb": sum(rss_before) / 2**20,
+        "server_rss_open_mb": sum(rss_open) / 2**20,
+        "worker_rss_open_mb": [r / 2**20 for r in rss_open],
+        "bytes_per_connection": (sum(rss_open) - sum(rss_before)) / n,
+        # Descriptors each worker gained: its share of the sockets (the kernel balances accepts).
+        "sockets_per_worker": [w.num_fds() - before for w, before in zip(workers, fds_before, strict=True)],
         "redis_clients_before": clients_before,
         "redis_clients_open": redis_clients(settings),
-        "api_pubsub_connections": hub_connections(settings, server.proc.pid),
+        "api_pubsub_connections": hub_connections(settings, [w.pid for w in workers]),
     }
     for child in children:
         assert child.stdin is not None
@@ -202,6 +223,22 @@ def measure(server: Server, settings: Settings, secret: str, n: int, args: argpa
         child.wait(timeout=120)
     time.sleep(2)
     return row
+
+
+def wait_for_workers(server: Server, workers: int) -> None:
+    """Until uvicorn has started every worker process and each answers (start-up loads the model)."""
+    import httpx
+
+    deadline = time.monotonic() + 180
+    while len(worker_processes(server)) < workers or server.proc is None:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the worker processes did not start")
+        time.sleep(0.5)
+    # /readyz until it has said ok as many times in a row as there are workers (each answers some).
+    ok = 0
+    while ok < 4 * workers and time.monotonic() < deadline:
+        ok = ok + 1 if httpx.get(f"{server.url}/readyz", timeout=5).status_code == 200 else 0
+        time.sleep(0.2)
 
 
 def plot(results: dict[str, Any], path: Path) -> Path:
@@ -243,7 +280,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     # 19,500, not 20,000: one process may hold at most 20,000 descriptors on this machine (hard
     # RLIMIT_NOFILE; raising it needs CAP_SYS_RESOURCE), and the server has ~100 of its own.
-    parser.add_argument("--connections", default="1000,5000,19500")
+    parser.add_argument("--connections", default="1000,5000,20000")
+    parser.add_argument("--workers", default="1,2", help="Instance layouts: uvicorn worker processes on one port")
+    parser.add_argument(
+        "--max-per-process",
+        type=int,
+        default=resource.getrlimit(resource.RLIMIT_NOFILE)[1] - 500,
+        help="Most sockets one worker process is given (its hard descriptor limit less its own)",
+    )
     parser.add_argument("--ws", default="websockets-sansio,websockets", help="uvicorn --ws implementations")
     parser.add_argument("--events", type=int, default=300)
     parser.add_argument("--pause-ms", type=float, default=5.0)
@@ -278,36 +322,51 @@ def main() -> None:
     try:
         migrate(settings.postgres)
         for ws in args.ws.split(","):
-            uvicorn_args = ["--workers", "1", "--no-access-log", "--log-level", "warning", "--ws", ws]
-            uvicorn_args += ["--limit-concurrency", "100000", "--backlog", "4096"]
-            server = Server("api.main:app_from_env", env, ready_path="/readyz", uvicorn_args=uvicorn_args)
-            with server:  # the server inherits this process's raised descriptor limit
-                for n in sizes:
-                    row = measure(server, settings, secret, n, args)
-                    results.setdefault(ws, []).append(row)
-                    print(
-                        f"  {ws:<18}{n:>7} connections: {row['bytes_per_connection'] / 1024:6.1f} KiB each, "
-                        f"Redis clients {row['redis_clients_before']} -> {row['redis_clients_open']} "
-                        f"(API pub/sub connections {row['api_pubsub_connections']}), delivery p50 "
-                        f"{row['p50_ms']:.1f} ms p99 {row['p99_ms']:.1f} ms, connected in {row['connect_seconds']} s",
-                        flush=True,
-                    )
+            for workers in (int(w) for w in args.workers.split(",")):
+                layout = f"{ws}, {workers} worker{'s' if workers > 1 else ''}"
+                uvicorn_args = ["--workers", str(workers), "--no-access-log", "--log-level", "warning", "--ws", ws]
+                uvicorn_args += ["--limit-concurrency", "100000", "--backlog", "4096"]
+                server = Server("api.main:app_from_env", env, ready_path="/readyz", uvicorn_args=uvicorn_args)
+                with server:  # the server inherits this process's raised descriptor limit
+                    wait_for_workers(server, workers)
+                    for n in sorted({min(n, args.max_per_process * workers) for n in sizes}):
+                        row = measure(server, settings, secret, n, args)
+                        results.setdefault(layout, []).append(row)
+                        print(
+                            f"  {layout:<30}{n:>7} connections: {row['bytes_per_connection'] / 1024:6.1f} KiB each, "
+                            f"sockets per worker {row['sockets_per_worker']}, Redis clients "
+                            f"{row['redis_clients_before']} -> {row['redis_clients_open']} (instance pub/sub "
+                            f"connections {row['api_pubsub_connections']}), delivery p50 {row['p50_ms']:.1f} ms "
+                            f"p99 {row['p99_ms']:.1f} ms, connected in {row['connect_seconds']} s",
+                            flush=True,
+                        )
     finally:
         drop_databases(settings.postgres)
 
-    print(f"\n{'ws':<18}{'conns':>7}{'KiB/conn':>10}{'RSS MB':>8}{'redis clients':>15}{'p50 ms':>8}{'p99 ms':>8}")
-    for ws, rows in results.items():
+    print(
+        f"\n{'layout':<30}{'conns':>7}{'KiB/conn':>10}{'RSS MB':>8}{'pub/sub':>9}{'redis clients':>15}"
+        f"{'p50 ms':>8}{'p99 ms':>8}"
+    )
+    for layout, rows in results.items():
         for row in rows:
             print(
-                f"{ws:<18}{row['connections']:>7}{row['bytes_per_connection'] / 1024:>10.1f}"
-                f"{row['server_rss_open_mb']:>8.0f}{row['redis_clients_before']:>7} ->{row['redis_clients_open']:>5}"
+                f"{layout:<30}{row['connections']:>7}{row['bytes_per_connection'] / 1024:>10.1f}"
+                f"{row['server_rss_open_mb']:>8.0f}{row['api_pubsub_connections']:>9}"
+                f"{row['redis_clients_before']:>7} ->{row['redis_clients_open']:>5}"
                 f"{row['p50_ms']:>8.1f}{row['p99_ms']:>8.1f}"
             )
+    print(f"per-process descriptor limit (hard RLIMIT_NOFILE): {resource.getrlimit(resource.RLIMIT_NOFILE)[1]}")
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     out = OUT_DIR / "websockets.json"
     out.write_text(
         json.dumps(
-            {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpu_model": model, "results": results},
+            {
+                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "cpu_model": model,
+                "cpu_count": os.cpu_count(),
+                "fd_hard_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[1],
+                "results": results,
+            },
             indent=2,
         )
     )
