@@ -74,6 +74,9 @@ def copy_course(source: Path, settings: Settings, course_id: str) -> int:
     lance = settings.lancedb.model_copy(update={"uri": str(source)})
     rows = vectors.open_chunks(vectors.connect(lance), lance, create=False).to_arrow()
     rows = rows.set_column(rows.schema.get_field_index("course_id"), "course_id", pa.array([course_id] * len(rows)))
+    # The API answers document ids as UUIDs; the retrieval bench names its documents.
+    documents = [str(uuid.uuid5(uuid.NAMESPACE_URL, name)) for name in rows.column("document_id").to_pylist()]
+    rows = rows.set_column(rows.schema.get_field_index("document_id"), "document_id", pa.array(documents))
     table = vectors.open_chunks(vectors.connect(settings.lancedb), settings.lancedb)
     for begin in range(0, rows.num_rows, 5000):
         vectors.upsert_chunks(table, rows.slice(begin, 5000).cast(vectors.chunks_schema()))
