@@ -130,13 +130,17 @@ class ShardedPostgres:
         import psycopg
 
         def read(index: int) -> ShardMap | None:
-            with psycopg.connect(
-                self.settings.dsn(self.databases[index]), connect_timeout=self.settings.connect_timeout_s
-            ) as conn:
-                try:
+            try:
+                with psycopg.connect(
+                    self.settings.dsn(self.databases[index]), connect_timeout=self.settings.connect_timeout_s
+                ) as conn:
                     return read_map(conn)
-                except psycopg.errors.UndefinedTable:
-                    return None
+            except psycopg.errors.UndefinedTable:
+                return None
+            except psycopg.OperationalError:
+                if index == 0:
+                    raise
+                return None  # another shard down is /readyz's business, not a refusal: shard 0 decides
 
         try:
             recorded = check_map(self.settings, read)

@@ -12,7 +12,8 @@ Every step keeps its state in the databases, so a crash (even SIGKILL) at any po
 running the same command again:
 
 1. **register** (map ``stable``): writes to the old shards pause (``LOCK ... IN SHARE ROW EXCLUSIVE
-   MODE``; reads go on) while every key whose shard changes is written to its old shard's
+   MODE``; reads go on) while the write fence (a ``reshard_guard`` trigger per table, present only
+   during a move) is created, every key whose shard changes is written to its old shard's
    ``reshard_keys`` as ``pending`` and the map is recorded as ``moving`` on every database; the
    pause lasts until running routers (re-reading the map every ``shard_map_refresh_s``) see it.
 2. **copy** in batches of keys: the keys' registry rows are locked ``FOR UPDATE`` (a write to one
@@ -26,7 +27,7 @@ running the same command again:
    there since their copy are counted as such), with row counts and checksums in the report.
 4. **switch**: the map is recorded as ``cleanup`` with the new databases (reads route by it).
 5. **cleanup**: after the routers saw the switch, the moved rows are deleted from their old shards,
-   the registry is emptied and the map recorded as ``stable``.
+   the registry emptied, the write fence dropped and the map recorded as ``stable``.
 """
 
 from __future__ import annotations
@@ -48,23 +49,30 @@ Progress = Callable[[str, int, int], None]  # (phase, done, total); total 0: a s
 @dataclass(frozen=True)
 class ShardedTable:
     name: str
-    key: str  # SQL expression of the routing key, as text
+    columns: tuple[str, ...]  # the routing key: the first of these that is not null
+
+    @property
+    def key(self) -> str:
+        """SQL expression of the routing key, as text."""
+        if len(self.columns) == 1:
+            return f"{self.columns[0]}::text"
+        return f"coalesce({', '.join(self.columns)})::text"
 
 
 # Every table that lives on a shard, with its routing key (deploy/migrations); the order is the
 # order writers touch them in one transaction (lock order) and the copy order (parents first).
 SHARDED_TABLES = (
-    ShardedTable("users", "id::text"),
-    ShardedTable("email_index", "email"),
-    ShardedTable("enrolments", "user_id::text"),
-    ShardedTable("quiz_attempts", "user_id::text"),
-    ShardedTable("card_reviews", "user_id::text"),
-    ShardedTable("card_states", "user_id::text"),
-    ShardedTable("courses", "id::text"),
-    ShardedTable("course_members", "course_id::text"),
-    ShardedTable("join_codes", "code"),
-    ShardedTable("documents", "course_id::text"),
-    ShardedTable("jobs", "coalesce(course_id, user_id)::text"),
+    ShardedTable("users", ("id",)),
+    ShardedTable("email_index", ("email",)),
+    ShardedTable("enrolments", ("user_id",)),
+    ShardedTable("quiz_attempts", ("user_id",)),
+    ShardedTable("card_reviews", ("user_id",)),
+    ShardedTable("card_states", ("user_id",)),
+    ShardedTable("courses", ("id",)),
+    ShardedTable("course_members", ("course_id",)),
+    ShardedTable("join_codes", ("code",)),
+    ShardedTable("documents", ("course_id",)),
+    ShardedTable("jobs", ("course_id", "user_id")),  # a course-less job lives on its user's shard
 )
 BOOKKEEPING_TABLES = ("schema_migrations", "shard_map", "reshard_keys")
 
@@ -92,6 +100,16 @@ class ReshardReport:
     @property
     def rows_moved(self) -> int:
         return sum(figures.rows for figures in self.tables.values())
+
+
+def _guard(table: ShardedTable, *, on: bool) -> sql.Composed:
+    """The write fence of a move on one table (function ``reshard_guard``, migration 0004)."""
+    if not on:
+        return sql.SQL("DROP TRIGGER IF EXISTS reshard_guard ON {}").format(sql.Identifier(table.name))
+    return sql.SQL(
+        "CREATE OR REPLACE TRIGGER reshard_guard BEFORE INSERT OR UPDATE OR DELETE ON {}"
+        " FOR EACH ROW EXECUTE FUNCTION reshard_guard({})"
+    ).format(sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Literal, table.columns)))
 
 
 def _checksum_query(table: ShardedTable) -> sql.Composed:
@@ -167,6 +185,8 @@ class Resharder:
             else:
                 report.resumed_from = str(recorded)
             if recorded.state == "moving":
+                if report.resumed_from:  # the fence of a start that crashed before its commit
+                    self._fence(old, on=True)
                 self._copy_all(old, new)
                 while self._register_stragglers(old, new):
                     self._copy_all(old, new)
@@ -235,6 +255,13 @@ class Resharder:
         self.progress(f"map recorded: {shard_map}", 0, 0)
         return shard_map
 
+    def _fence(self, databases: Iterable[str], *, on: bool) -> None:
+        for identity in databases:
+            with self.dbs.new(identity) as conn:
+                conn.execute("SET LOCAL lock_timeout = '30s'")
+                for table in SHARDED_TABLES:
+                    conn.execute(_guard(table, on=on))
+
     # ---- register -----------------------------------------------------------------------------
     def _register_and_start(self, recorded: ShardMap, old: tuple[str, ...], new: tuple[str, ...]) -> ShardMap:
         tables = sql.SQL(", ").join(sql.Identifier(table.name) for table in SHARDED_TABLES)
@@ -245,6 +272,8 @@ class Resharder:
                 lockers.append(conn)
                 conn.execute("SET LOCAL lock_timeout = '30s'")
                 conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(tables))
+                for table in SHARDED_TABLES:  # the write fence, live when the pause ends
+                    conn.execute(_guard(table, on=True))
             registered = sum(self._register(index, identity, new) for index, identity in enumerate(old))
             self.progress("register", registered, registered)
             moving = self._write_map(ShardMap(recorded.version + 1, old, "moving", new))
@@ -428,6 +457,8 @@ class Resharder:
                         ).format(sql.Identifier(table.name), sql.SQL(table.key))
                     ).rowcount
                 conn.execute("DELETE FROM reshard_keys WHERE state = 'moved'")
+                for table in SHARDED_TABLES:
+                    conn.execute(_guard(table, on=False))
             self.progress(f"cleanup {identity}: {deleted} old row(s) deleted", 0, 0)
         self._write_map(ShardMap(recorded.version + 1, new, "stable", ()))
         retired = [identity for identity in old if identity not in new]

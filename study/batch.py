@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from core.jobs import JobReporter, JobState
 from core.settings import Settings
+from core.shard_map import ShardMapMismatch
 from core.task_metrics import task_metrics
 from study.models import ChunkText, DocumentText, PageText
 
@@ -170,6 +171,8 @@ class JobProgress:
             state = reporter.update(self.job_id, status="running", pages_done=done, pages_total=total, eta_s=eta)
             if state is not None and done == 0:
                 self._durable(state)
+        except ShardMapMismatch:
+            raise  # the task stops at its first durable write rather than write on the wrong shard
         except Exception as exc:  # noqa: BLE001 - progress is best effort; the outcome is recorded below
             log.warning("progress of job %s not reported: %s", self.job_id, exc)
 
