@@ -82,7 +82,10 @@ def shard_map_command() -> None:
         try:
             with psycopg.connect(pg.dsn(name), connect_timeout=pg.connect_timeout_s) as conn:
                 recorded = read_map(conn)
+        except psycopg.errors.UndefinedTable:
+            console.print(f"{name}: no shard_map table (a schema before migration 0004: run lakehouse db migrate)")
+            continue
         except psycopg.Error as exc:
-            console.print(f"{name}: unreadable ({exc.__class__.__name__}: {exc})")
+            console.print(f"{name}: unreadable ({exc.__class__.__name__}: {str(exc).splitlines()[0]})")
             continue
         console.print(f"{name}: {recorded if recorded else 'no map recorded (run lakehouse db migrate)'}")
