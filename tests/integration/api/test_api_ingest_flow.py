@@ -126,3 +126,20 @@ def test_search_of_a_course_you_are_not_in_is_404(flow):
     )
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def test_good_jobs_record_their_searchable_moment_before_indexed(flow):
+    """The stream's PostgreSQL sink keeps the text-first moment (jobs.searchable_at) that the
+    warehouse's upload -> searchable latency reads."""
+    from tests.integration.api.api_testkit import shard_conn
+
+    settings, ids = flow["settings"], [uploaded["job_id"] for uploaded in flow["good"].values()]
+    rows = []
+    for shard in range(settings.postgres.shards):
+        with shard_conn(settings, shard) as conn:
+            rows += conn.execute("SELECT created_at, searchable_at, updated_at, status FROM jobs"
+                                 " WHERE id = ANY(%s::uuid[])", (ids,)).fetchall()  # fmt: skip
+    assert len(rows) == len(ids)
+    for created, searchable, updated, status in rows:
+        assert status == "succeeded" and searchable is not None
+        assert created < searchable <= updated
