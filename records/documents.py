@@ -233,6 +233,9 @@ class DocumentRecords:
                 conn.execute(
                     "UPDATE jobs SET status = %(status)s, pages_done = COALESCE(%(done)s, pages_done),"
                     " pages_total = COALESCE(%(pages)s, pages_total), error = %(error)s,"
+                    # The first time a worker took the job up; a retry keeps it (queued vs processing time).
+                    " started_at = CASE WHEN %(status)s = 'running' THEN COALESCE(started_at, to_timestamp(%(at)s))"
+                    " ELSE started_at END,"
                     " updated_at = to_timestamp(%(at)s) WHERE id = %(id)s AND updated_at <= to_timestamp(%(at)s)",
                     {"status": job_status, "done": done, "pages": pages, "error": error, "at": at, "id": job_id},
                 )

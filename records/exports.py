@@ -37,7 +37,7 @@ _QUERIES: dict[ExportName, str] = {
     "jobs": (
         "SELECT j.id::text AS job_id, j.kind, j.user_id::text AS user_id, j.course_id::text AS course_id,"
         " j.document_id::text AS document_id, j.status, j.error, j.pages_total, j.created_at, j.updated_at,"
-        " j.searchable_at,"
+        " j.started_at, j.searchable_at,"
         " d.version, d.pages, d.chunks, j.updated_at AS changed_at"
         " FROM jobs j LEFT JOIN LATERAL (SELECT version, pages, chunks FROM documents"
         "   WHERE documents.id = j.document_id AND documents.created_at <= j.created_at + interval '5 seconds'"

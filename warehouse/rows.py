@@ -69,17 +69,23 @@ def document_rows(row: dict[str, Any], shard: int) -> list[list[Any]]:
 
 def job_rows(row: dict[str, Any], shard: int) -> list[list[Any]]:
     """searchable_at is the stream's text-first moment (``jobs.searchable_at``); a succeeded job
-    without one (finished before the column existed) takes its indexed time, an upper bound."""
+    without one (finished before the column existed) takes its indexed time, an upper bound.
+    started_at (``jobs.started_at``, the stream's first take-up) splits the job's time into queued
+    and processing seconds; both stay NULL for jobs that started before that column existed."""
     status = row["status"]
     finished = row["updated_at"] if status in ("succeeded", "failed") else None
     indexed = row["updated_at"] if status == "succeeded" else None
     searchable = row.get("searchable_at") or indexed
+    started = row.get("started_at")
     total = (finished - row["created_at"]).total_seconds() if finished is not None else None
+    queued_s = (started - row["created_at"]).total_seconds() if started is not None else None
+    processing_s = (finished - started).total_seconds() if started is not None and finished is not None else None
     return [
         [
             row["job_id"], row["kind"], row["course_id"] or "", row["document_id"] or "", row["version"],
-            row["user_id"], status, row["created_at"], None, searchable, indexed, finished,
-            row["pages"] if row["pages"] is not None else row["pages_total"], row["chunks"], None, None, total,
+            row["user_id"], status, row["created_at"], started, searchable, indexed, finished,
+            row["pages"] if row["pages"] is not None else row["pages_total"], row["chunks"], queued_s, processing_s,
+            total,
             row["error"] if status == "failed" else None, row["updated_at"],
         ]
     ]  # fmt: skip

@@ -137,9 +137,9 @@ def test_good_jobs_record_their_searchable_moment_before_indexed(flow):
     rows = []
     for shard in range(settings.postgres.shards):
         with shard_conn(settings, shard) as conn:
-            rows += conn.execute("SELECT created_at, searchable_at, updated_at, status FROM jobs"
+            rows += conn.execute("SELECT created_at, started_at, searchable_at, updated_at, status FROM jobs"
                                  " WHERE id = ANY(%s::uuid[])", (ids,)).fetchall()  # fmt: skip
     assert len(rows) == len(ids)
-    for created, searchable, updated, status in rows:
-        assert status == "succeeded" and searchable is not None
-        assert created < searchable <= updated
+    for created, started, searchable, updated, status in rows:
+        assert status == "succeeded" and searchable is not None and started is not None
+        assert created <= started <= searchable <= updated

@@ -126,6 +126,12 @@ def test_ingestion_views_match_postgres_jobs(loaded):
              " WHERE outcome = 'succeeded'")}  # fmt: skip
     mine = [facts[j["id"]] for j in done if j["id"] in world.jobs]
     assert len(mine) == 4 and all(s == pytest.approx(i / 2, abs=5) for s, i in mine), mine  # ms
+    # Taken up one second after the upload: queued 1 s, processing the rest, as PostgreSQL recorded.
+    split = {r[0]: r[1:] for r in _query(world.settings, "SELECT job_id, queued_seconds, processing_seconds,"
+             " total_seconds FROM fact_ingestion_jobs FINAL WHERE outcome = 'succeeded'")}  # fmt: skip
+    for job_id in (j["id"] for j in done if j["id"] in world.jobs):
+        queued, processing, total = split[job_id]
+        assert queued == pytest.approx(1, abs=0.005) and processing == pytest.approx(total - 1, abs=0.005)
     hours = Counter()
     for j in done:
         hours[j["searchable_at"].astimezone(UTC).replace(minute=0, second=0, microsecond=0, tzinfo=None)] += j[
