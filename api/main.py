@@ -105,7 +105,7 @@ def create_app(settings: Settings) -> FastAPI:
         expose_headers=["X-Request-ID", "Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining"],
         allow_credentials=False,
     )
-    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics, sample_rate=settings.api.request_sample_rate)
     _problem_only_openapi(app)
     return app
 

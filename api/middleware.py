@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import time
 
 from starlette.datastructures import MutableHeaders
@@ -11,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.context import bind_request_id, new_request_id, reset_request_id
 from api.errors import PayloadTooLarge, Unauthorized, problem_response
 from api.metrics import Metrics
+from core.events import EVENT_REQUEST_SAMPLED
 from core.settings import APISettings
 
 access_log = logging.getLogger("api.access")
@@ -29,11 +31,13 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class RequestContextMiddleware:
-    """Request id on every response and log line; latency histogram; last-resort 500 problem."""
+    """Request id on every response and log line; latency histogram; last-resort 500 problem;
+    a sample of request latencies (``sample_rate``) as ``request.sampled`` analytics events."""
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, sample_rate: float = 0.0) -> None:
         self.app = app
         self.metrics = metrics
+        self.sample_rate = sample_rate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -67,6 +71,8 @@ class RequestContextMiddleware:
                 elapsed = time.perf_counter() - started
                 route = getattr(scope.get("route"), "path", "unmatched")
                 self.metrics.request_latency.labels(scope["method"], route, str(status)).observe(elapsed)
+                if self.sample_rate and random.random() < self.sample_rate:  # noqa: S311 - sampling, not security
+                    _emit_latency_sample(scope, route, status, elapsed)
                 access_log.info(
                     "request",
                     extra={
@@ -77,6 +83,24 @@ class RequestContextMiddleware:
                     },
                 )
             reset_request_id(token)
+
+
+def _emit_latency_sample(scope: Scope, route: str, status: int, elapsed: float) -> None:
+    """One request's latency for the warehouse (``fact_api_events.latency_ms``): handed to the
+    analytics publisher's buffer, which returns at once (never on the request's path to Kafka)."""
+    services = getattr(getattr(scope.get("app"), "state", None), "services", None)
+    if services is None:  # starting or stopping: nothing to publish with
+        return
+    course_id = scope.get("path_params", {}).get("course_id")
+    services.analytics.emit(
+        EVENT_REQUEST_SAMPLED,
+        user_id=None,
+        course_id=str(course_id) if course_id is not None else None,
+        route=route,
+        method=scope["method"],
+        status=status,
+        latency_ms=round(elapsed * 1000, 3),
+    )
 
 
 class BodyLimitMiddleware:

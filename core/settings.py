@@ -359,6 +359,12 @@ class APISettings(_Section):
         900, ge=1, description="Window of the per-account login throttle, from the first wrong password"
     )
     cache_enabled: bool = Field(True, description="Cache-aside reads through Redis (off: always PostgreSQL)")
+    request_sample_rate: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Share of requests whose latency is sent as a `request.sampled` analytics event (warehouse)",
+    )
     docs_enabled: bool = Field(True, description="Serve /docs and /openapi.json")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of `lakehouse api` (INFO logs one line per request)"
