@@ -5,7 +5,7 @@ ids (so the fuzzer reaches the handlers, not only the 404s).
 
 Every response must be no 5xx and match its documented status codes, content type, headers and
 schema (``application/problem+json`` for errors). Bounded for CI: ``FUZZ_MAX_EXAMPLES`` cases per
-operation and phase (env ``LAKEHOUSE_FUZZ_MAX_EXAMPLES``, default 12), one worker, a fixed seed
+operation and phase (env ``LAKEHOUSE_FUZZ_MAX_EXAMPLES``, default 40), one worker, a fixed seed
 (env ``LAKEHOUSE_FUZZ_SEED``). Prints the cases run and their outcome."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 from tests.integration.api.api_testkit import LiveServer, derive
 from tests.integration.security.conftest import World
 
-FUZZ_MAX_EXAMPLES = int(os.environ.get("LAKEHOUSE_FUZZ_MAX_EXAMPLES", "12"))
-FUZZ_SEED = int(os.environ.get("LAKEHOUSE_FUZZ_SEED", "20261201"))
+FUZZ_MAX_EXAMPLES = int(os.environ.get("LAKEHOUSE_FUZZ_MAX_EXAMPLES", "40"))
+FUZZ_SEED = int(os.environ.get("LAKEHOUSE_FUZZ_SEED", "7"))
 CHECKS = (
     "not_a_server_error",
     "status_code_conformance",
