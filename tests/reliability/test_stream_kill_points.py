@@ -54,7 +54,7 @@ def _committed(settings) -> list[int]:
 
 
 def test_stream_killed_at_each_point_of_a_batch_loses_and_doubles_nothing(
-    spark, stack, tmp_path, run_id, report_counts
+    spark, stack, api_settings, tmp_path, run_id, report_counts
 ):
     from spark_jobs.ingest_documents import run_available_now
     from streaming.kafka import ensure_topics, json_producer
@@ -77,6 +77,10 @@ def test_stream_killed_at_each_point_of_a_batch_loses_and_doubles_nothing(
 
     env = {**os.environ, **isolated_env(settings), "PYTHONPATH": str(PROJECT_ROOT)}
     env.update({"LAKEHOUSE_EMBEDDING__PLACEMENT": "driver", "LAKEHOUSE_INGEST__METRICS_PORT": "0"})
+    # The job's PostgreSQL status sink writes to this session's private shard databases (migrated
+    # from the migrations in this tree), not to the shared ones.
+    env["LAKEHOUSE_POSTGRES__SHARD_DB_PREFIX"] = api_settings.postgres.shard_db_prefix
+    env["LAKEHOUSE_POSTGRES__SHARDS"] = str(api_settings.postgres.shards)
     rows: list[tuple[str, object, object]] = []
     for point in STREAM_CRASH_POINTS:
         log_path = tmp_path / f"job-{point}.log"
