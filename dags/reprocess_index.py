@@ -18,7 +18,8 @@ embedding settings into a new index version (`chunks_v<N>`), checks it (rows per
 Great Expectations `silver/chunks` suite, recall on the evaluation set when it is in scope) and
 switches search to it atomically. Params: exactly one of `course`, `document`, `all`; optional
 `chunk_size`, `chunk_overlap`, `embedding_model`, `precision` (default: the live version's);
-`force` accepts a lower recall. A retry resumes the unfinished version.
+`force` accepts a lower recall; `gold` (default true) regenerates the scope's notes, quizzes and
+cards from the new chunks once the switch is done. A retry resumes the unfinished version.
 """
 
 
@@ -44,6 +45,7 @@ switches search to it atomically. Params: exactly one of `course`, `document`, `
             description="Embedding precision (needs all)",
         ),
         "force": Param(False, type="boolean", description="Switch even if recall is lower than the live version's"),
+        "gold": Param(True, type="boolean", description="Regenerate the scope's notes, quizzes and cards afterwards"),
     },
     default_args={"owner": "data-platform", "retries": 2, "retry_delay": timedelta(minutes=2)},
 )
@@ -84,7 +86,26 @@ def reprocess_index() -> None:
                 "documents": result.documents, "built": result.built, "resumed": result.resumed,
                 "seconds": round(result.seconds, 1)}  # fmt: skip
 
-    rebuild_check_switch()
+    @task
+    def regenerate_gold(switched: dict, params: dict | None = None) -> dict:
+        """The scope's study material made anew from the switched index (a retry redoes it whole:
+        each document's gold rows are replaced on their key)."""
+        from datetime import UTC, datetime
+
+        from core.settings import Settings
+        from study.batch import regenerate_scope
+
+        p = params or {}
+        if not p.get("gold", True):
+            print("gold left as it was (param gold=false): it cites the retired version's chunks")
+            return {"version": switched["version"], "skipped": True}
+        made = regenerate_scope(
+            Settings(), course_id=p.get("course"), document_id=p.get("document"), run_at=datetime.now(UTC),
+            report=lambda kind, summary: print(f"gold {kind}: {summary}"),
+        )  # fmt: skip
+        return {"version": switched["version"], **made}
+
+    regenerate_gold(rebuild_check_switch())
 
 
 reprocess_index()

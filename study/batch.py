@@ -439,3 +439,27 @@ def generate_for_run(
         metrics.rows = 0 if "skipped" in summary else int(summary.get("items", 1))
     log.info("%s: %s", kind, summary)
     return summary
+
+
+def regenerate_scope(
+    settings: Settings,
+    *,
+    course_id: str | None = None,
+    document_id: str | None = None,
+    run_at: datetime,
+    report: Callable[[str, dict[str, Any]], None] = lambda kind, summary: None,
+) -> dict[str, int]:
+    """Notes, then quizzes with their flashcards, of a scope's current versions made anew (both
+    None: every course). After a reprocess switched the index the old material cites chunks of
+    the retired version, so this runs with ``force``; returns how many versions each kind covered."""
+    version = generator_version(settings)
+    made: dict[str, int] = {}
+    kinds: tuple[tuple[Kind, Callable[..., dict[str, Any]]], ...] = (("notes", run_notes), ("quiz", run_quiz))
+    for kind, run in kinds:
+        targets = pending(
+            settings, kind, generator_version=version, course_id=course_id, document_id=document_id, force=True
+        )
+        for target in targets:
+            report(kind, run(settings, target, run_at=run_at, force=True))
+        made[kind] = len(targets)
+    return made

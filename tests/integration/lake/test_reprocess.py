@@ -197,3 +197,25 @@ def test_sigkill_mid_reprocess_then_rerun_completes_without_duplicates_or_gaps(s
     assert not [i for i, n in Counter(silver).items() if n > 1], "duplicate chunks in silver"
     assert set(new) == set(silver) == expected
     assert index_versions.live_index(db, settings.lancedb).version == target
+
+
+def test_gold_made_after_the_switch_cites_only_the_new_versions_chunks(spark, lake):
+    """What `lakehouse reprocess` does after the switch (``--gold``, the default): the scope's
+    notes, quizzes and cards are made anew from the live version's chunks."""
+    from lake import gold
+    from study.batch import regenerate_scope
+
+    settings, course = lake.settings, lake.course
+    summaries: list[tuple[str, dict]] = []
+    made = regenerate_scope(settings, course_id=course, run_at=datetime.now(UTC),
+                            report=lambda kind, summary: summaries.append((kind, summary)))  # fmt: skip
+    assert made == {"notes": len(lake.pdfs), "quiz": len(lake.pdfs)}, summaries
+    live = index_versions.live_index(connect(settings.lancedb), settings.lancedb)
+    live_ids = set(_lance_ids(settings, live.table_name, course))
+    items = gold.read_where(settings, gold.GOLD_QUIZ_ITEMS, course_id=course)
+    notes = gold.read_where(settings, gold.GOLD_NOTES, course_id=course)
+    print(f"gold after reprocess: {len(notes)} notes, {len(items)} quiz items; live version {live.version}")
+    assert {n["document_id"] for n in notes} == set(lake.pdfs)
+    assert items and {i["source_chunk_id"] for i in items} <= live_ids
+    # Nothing of the other course was touched.
+    assert not gold.read_where(settings, gold.GOLD_NOTES, course_id=lake.other)
