@@ -21,6 +21,9 @@ DOC = """\
    table and step with files and bytes before/after.
    The same lines become rows of the warehouse's `fact_lake_maintenance` (skipped when no
    warehouse exists).
+3. `drop_expired_index_versions`: index versions retired more than
+   `lancedb.index_version_keep_hours` ago (after a reprocess) have their LanceDB tables dropped;
+   never the live one.
 
 Safe beside the running ingestion stream: a Delta commit that loses a race is retried.
 """
@@ -61,7 +64,20 @@ def maintain_lake() -> None:
         print(f"fact_lake_maintenance: {len(report.steps) if recorded else 0} rows recorded")
         return report.as_dict()
 
-    migrate_schemas() >> maintain(run_id="{{ run_id }}")
+    @task
+    def drop_expired_index_versions() -> list[int]:
+        from core.settings import Settings
+        from lake.index_versions import drop_expired
+        from lake.vectors import connect
+
+        settings = Settings()
+        dropped = drop_expired(connect(settings.lancedb), settings)
+        for version in dropped:
+            print(f"dropped index version {version.version} ({version.table_name}), retired {version.retired_at}")
+        print(f"{len(dropped)} expired index version(s) dropped")
+        return [version.version for version in dropped]
+
+    migrate_schemas() >> maintain(run_id="{{ run_id }}") >> drop_expired_index_versions()
 
 
 maintain_lake()
