@@ -122,12 +122,12 @@ class PostgresSettings(_Section):
     pool_timeout_s: float = Field(5.0, gt=0, description="Seconds a request waits for a pooled connection")
     connect_timeout_s: int = Field(3, ge=1, description="Connection timeout of each shard connection")
     fanout_workers: int = Field(4, ge=1, le=64, description="Threads of the bounded cross-shard fan-out pool")
-
-    def shard_names(self) -> list[str]:
-        return [f"{self.shard_db_prefix}{i}" for i in range(self.shards)]
     async_pool_max_size: int = Field(
         4, ge=1, description="Connections per shard of the API's event-loop pool (hot reads without a thread hop)"
     )
+
+    def shard_names(self) -> list[str]:
+        return [f"{self.shard_db_prefix}{i}" for i in range(self.shards)]
 
     def dsn(self, database: str) -> str:
         return f"postgresql://{self.user}:{self.password.get_secret_value()}@{self.host}:{self.port}/{database}"

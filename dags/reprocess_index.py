@@ -8,6 +8,7 @@ import. A retried task resumes the unfinished version (documents already built a
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from airflow.sdk import Param, dag, task
 
@@ -87,7 +88,7 @@ def reprocess_index() -> None:
                 "seconds": round(result.seconds, 1)}  # fmt: skip
 
     @task
-    def regenerate_gold(switched: dict, params: dict | None = None) -> dict:
+    def regenerate_gold(switched: Any, params: dict | None = None) -> dict:  # switched: the upstream's XCom dict
         """The scope's study material made anew from the switched index (a retry redoes it whole:
         each document's gold rows are replaced on their key)."""
         from datetime import UTC, datetime
