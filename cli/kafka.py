@@ -8,18 +8,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from cli.config import load_settings as _settings
 from core.settings import Settings
 
 kafka_app = typer.Typer(help="Kafka's own tools: topics, console consumer, consumer groups", no_args_is_help=True)
 _err = Console(stderr=True)
-
-
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except Exception as exc:
-        _err.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from exc
 
 
 def _run(settings: Settings, command: tuple[str, list[str]]) -> None:

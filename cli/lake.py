@@ -17,18 +17,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from core.settings import Settings
+from cli.config import load_settings as _settings
 
 _out = Console(stderr=False, width=None if sys.stdout.isatty() else 150)
 _err = Console(stderr=True)
-
-
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except Exception as exc:  # pydantic's ValidationError names the field and the bad value
-        _err.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from exc
 
 
 def _when(value: str) -> datetime:

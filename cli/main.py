@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.config import load_settings as _settings
 from cli.kafka import register as register_kafka
 from cli.lake import register as register_lake
 from cli.quality import register as register_quality
@@ -19,7 +20,6 @@ from cli.reprocess import register as register_reprocess
 from cli.reshard import register as register_reshard
 from cli.trace import register as register_trace
 from cli.warehouse import register as register_warehouse
-from core.settings import Settings
 
 if TYPE_CHECKING:
     from deploy.airflow import AirflowStatus
@@ -47,14 +47,6 @@ register_lake(lake_app)  # lakehouse lake maintain|history|show|restore|migrate 
 # Piped output (CI logs, `| tee`) gets a wide console so tables do not wrap into columns of words.
 console = Console(stderr=False, width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True)
-
-
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except Exception as exc:  # pydantic's ValidationError names the field and the bad value
-        err.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from exc
 
 
 def _report(phase: str, seconds: float, note: str) -> None:

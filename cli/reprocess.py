@@ -10,18 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.config import load_settings as _settings
+
 console = Console(stderr=False, width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True)
-
-
-def _settings() -> Any:
-    from core.settings import Settings
-
-    try:
-        return Settings()
-    except Exception as exc:
-        err.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from exc
 
 
 def reprocess_command(

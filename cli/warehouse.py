@@ -16,20 +16,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.config import load_settings as _settings
 from core.settings import Settings
 
 warehouse_app = typer.Typer(help="The analysts' warehouse (ClickHouse / chdb)", no_args_is_help=True)
 _out = Console(width=None if sys.stdout.isatty() else 200)
 _err = Console(stderr=True)
 Format = Literal["table", "csv", "json"]
-
-
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except Exception as exc:
-        _err.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from exc
 
 
 def _plain(value: Any) -> Any:
@@ -87,8 +80,9 @@ def sql(
     if fmt not in ("table", "csv", "json"):
         _err.print(f"[red]--format must be table, csv or json, not {fmt!r}[/red]")
         raise typer.Exit(2)
+    settings = _settings()  # a bad configuration exits 2 with its own message, not "query failed"
     try:
-        columns, rows = run_query(_settings(), statement)
+        columns, rows = run_query(settings, statement)
     except Exception as exc:
         raise _fail(exc) from exc
     shown = format_rows(columns, rows, fmt)  # type: ignore[arg-type]
@@ -121,8 +115,9 @@ def report(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="HTML file to write")] = None,
 ) -> None:
     """Render the analyst views (with plots) to one static HTML file."""
+    settings = _settings()
     try:
-        path = write_report(_settings(), output)
+        path = write_report(settings, output)
     except Exception as exc:
         raise _fail(exc) from exc
     _out.print(f"report: {path}")
@@ -135,8 +130,9 @@ def load(
     """Load the warehouse once from the shards, the lake and the analytics topic (what the DAG runs)."""
     from warehouse.load import load_warehouse
 
+    settings = _settings()
     try:
-        result = load_warehouse(_settings(), full=full, progress=lambda m: _err.print(m))
+        result = load_warehouse(settings, full=full, progress=lambda m: _err.print(m))
     except Exception as exc:
         raise _fail(exc) from exc
     table = Table("source", "rows", "dead letters", "seconds", "watermark")
@@ -151,8 +147,9 @@ def migrate_command() -> None:
     from warehouse.client import warehouse_session
     from warehouse.schema import migrate
 
+    settings = _settings()
     try:
-        with warehouse_session(_settings().warehouse) as client:
+        with warehouse_session(settings.warehouse) as client:
             applied = migrate(client)
     except Exception as exc:
         raise _fail(exc) from exc
