@@ -23,25 +23,17 @@ import argparse
 import json
 import os
 import platform
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.wrk import WRK_SCRIPT, run_wrk, seed  # noqa: E402
-from core.redis import redis_client  # noqa: E402
+from bench.wrk import UVICORN_ARGS, WRK_SCRIPT, Server, private_stack, run_wrk, seed  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from deploy.migrate import create_databases, drop_databases, migrate  # noqa: E402
 
 OUT_DIR = ROOT / ".lakehouse" / "bench"
 FLOOR_BODY = {"status": "ok"}
@@ -64,12 +56,6 @@ def floor_app():
     return app
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def cpu_model_and_flags() -> tuple[str, list[str]]:
     model, flags = platform.processor() or "unknown", []
     with open("/proc/cpuinfo") as cpuinfo:
@@ -80,67 +66,6 @@ def cpu_model_and_flags() -> tuple[str, list[str]]:
                 flags = line.split(":", 1)[1].split()
                 break
     return model, flags
-
-
-class Server:
-    """``uvicorn <app> --factory`` in a subprocess with the bench's uvicorn options."""
-
-    def __init__(self, app: str, env: dict[str, str], *, ready_path: str, uvicorn_args: list[str]) -> None:
-        self.app = app
-        self.port = _free_port()
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-        self.ready_path = ready_path
-        self.uvicorn_args = uvicorn_args
-        self.proc: subprocess.Popen | None = None
-        self._log = tempfile.TemporaryFile()  # not a pipe: a chatty server never blocks on it
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Server:
-        command = [sys.executable, "-m", "uvicorn", self.app, "--factory", "--port", str(self.port)]
-        self.proc = subprocess.Popen(
-            [*command, *self.uvicorn_args],
-            env=self.env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=self._log,
-        )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self._log.seek(0)
-                raise RuntimeError(f"{self.app} exited: {self._log.read().decode()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}{self.ready_path}", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"{self.app} did not become ready")
-
-    def rss_mb(self) -> float:
-        import psutil
-
-        assert self.proc is not None
-        return psutil.Process(self.proc.pid).memory_info().rss / 2**20
-
-    def pss_mb(self) -> float:
-        """Proportional set size: shared pages counted once across processes."""
-        import psutil
-
-        assert self.proc is not None
-        return psutil.Process(self.proc.pid).memory_full_info().pss / 2**20
-
-    def __exit__(self, *exc) -> None:
-        assert self.proc is not None
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def seed_chunks(settings: Settings, course_id: str, count: int) -> None:
@@ -241,7 +166,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=300, help="Chunks in the searched course")
     parser.add_argument(
         "--uvicorn-args",
-        default="--workers 1 --no-access-log --log-level warning --loop uvloop --http httptools",
+        default=" ".join(UVICORN_ARGS),
         help="Options every uvicorn process gets (the floor's and the API's)",
     )
     args = parser.parse_args()
@@ -251,29 +176,12 @@ def main() -> None:
     interesting = sorted(f for f in flags if f.startswith(("avx", "amx", "sse4", "aes")) or f in ("fma", "f16c"))
     print(f"CPU: {model}, {os.cpu_count()} CPUs; flags: {' '.join(interesting)}")
 
-    run = uuid.uuid4().hex[:8]
-    lance_dir = Path(tempfile.mkdtemp(prefix="bench-api-lance-"))
-    settings = Settings(
-        postgres={"shards": 2, "shard_db_prefix": f"lakehouse_bench_{run}_"},
-        redis={"key_prefix": f"bench:{run}:"},
-        lancedb={"uri": str(lance_dir)},
-    )
-    env = {
-        "LAKEHOUSE_POSTGRES__SHARDS": "2",
-        "LAKEHOUSE_POSTGRES__SHARD_DB_PREFIX": settings.postgres.shard_db_prefix,
-        "LAKEHOUSE_REDIS__KEY_PREFIX": settings.redis.key_prefix,
-        "LAKEHOUSE_LANCEDB__URI": str(lance_dir),
-        "LAKEHOUSE_API__RATE_LIMIT_PER_MINUTE": "100000000",
-        "LAKEHOUSE_API__RATE_LIMIT_IP_PER_MINUTE": "100000000",
-        "LAKEHOUSE_API__LOG_LEVEL": "WARNING",
-    }
-    script = lance_dir / "bench.lua"
-    script.write_text(WRK_SCRIPT)
-    create_databases(settings.postgres)
     rounds: dict[str, list[dict[str, Any]]] = {}
     memory: dict[str, float] = {}
-    try:
-        migrate(settings.postgres)
+    with private_stack(lance_prefix="bench-api-lance-") as stack:
+        settings, env = stack.settings, stack.env
+        script = stack.lance_dir / "bench.lua"
+        script.write_text(WRK_SCRIPT)
         floor = Server("bench.api:floor_app", {}, ready_path="/", uvicorn_args=uvicorn_args)
         cached = Server(
             "api.main:app_from_env",
@@ -313,13 +221,6 @@ def main() -> None:
                     )
             memory["api_rss_after_load_mb"] = cached.rss_mb()
             memory["api_pss_after_load_mb"] = cached.pss_mb()
-    finally:
-        drop_databases(settings.postgres)
-        client = redis_client(settings.redis)
-        for key in client.scan_iter(match=f"{settings.redis.key_prefix}*"):
-            client.delete(key)
-        client.close()
-        shutil.rmtree(lance_dir, ignore_errors=True)
 
     best = {name: max(results, key=lambda r: r["rps"]) for name, results in rounds.items()}
     # The issue's floor is the plain `def` endpoint (FastAPI runs it in its thread pool); the ratio

@@ -27,7 +27,6 @@ import hashlib
 import json
 import shutil
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -38,15 +37,11 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.api import Server  # noqa: E402
 from bench.study import cpu  # noqa: E402
-from bench.wrk import seed  # noqa: E402
-from core.redis import redis_client  # noqa: E402
+from bench.wrk import UVICORN_ARGS, Server, private_stack, seed  # noqa: E402
 from core.settings import STATE, Settings  # noqa: E402
-from deploy.migrate import create_databases, drop_databases, migrate  # noqa: E402
 
 OUT = STATE / "bench"
-UVICORN_ARGS = "--workers 1 --no-access-log --log-level warning --loop uvloop --http httptools".split()
 
 
 def retrieval_index() -> Path:
@@ -173,53 +168,31 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CPU: {cpu()}")
     queries = [t.query for t in load_truths(ROOT / "bench" / "retrieval" / "questions.jsonl")]
     source = retrieval_index()
-    run = uuid.uuid4().hex[:8]
-    lance_dir = Path(tempfile.mkdtemp(prefix="bench-search-api-"))
-    settings = Settings(
-        postgres={"shards": 2, "shard_db_prefix": f"lakehouse_bench_{run}_"},
-        redis={"key_prefix": f"bench:{run}:"},
-        lancedb={"uri": str(lance_dir)},
-    )
-    env = {
-        "LAKEHOUSE_POSTGRES__SHARDS": "2",
-        "LAKEHOUSE_POSTGRES__SHARD_DB_PREFIX": settings.postgres.shard_db_prefix,
-        "LAKEHOUSE_REDIS__KEY_PREFIX": settings.redis.key_prefix,
-        "LAKEHOUSE_LANCEDB__URI": str(lance_dir),
-        "LAKEHOUSE_API__RATE_LIMIT_PER_MINUTE": "100000000",
-        "LAKEHOUSE_API__RATE_LIMIT_IP_PER_MINUTE": "100000000",
-        "LAKEHOUSE_API__LOG_LEVEL": "WARNING",
-    }
     rounds: dict[str, list[dict[str, Any]]] = {}
-    create_databases(settings.postgres)
-    try:
-        migrate(settings.postgres)
-        with Server("api.main:app_from_env", env, ready_path="/readyz", uvicorn_args=UVICORN_ARGS) as api:
-            token, course_id = seed(api.url, title="Search bench")
-            started = time.perf_counter()
-            rows = copy_course(source, settings, course_id)
-            print(f"course {course_id}: {rows} chunks copied and indexed in {time.perf_counter() - started:.1f} s")
-            with httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
-                http_round(http, course_id, queries, 20)  # warm-up: the table handle, index files, connection
-                in_process_round(settings, course_id, queries, 20)
-                for number in range(1, args.rounds + 1):
-                    results = {
-                        "API search (HTTP, 1 client)": http_round(http, course_id, queries, args.requests),
-                        "API /healthz (HTTP floor)": floor_round(http, args.requests),
-                    }
-                    local = in_process_round(settings, course_id, queries, args.requests)
-                    results["hybrid_search in-process"] = local["hybrid_search"]
-                    results.update({f"  stage: {name}": f for name, f in local["stages"].items()})
-                    print(f"round {number}:")
-                    for name, figures in results.items():
-                        rounds.setdefault(name, []).append(figures)
-                        print(f"  {name:<32} p50 {figures['p50_ms']:7.2f} ms  p95 {figures['p95_ms']:7.2f} ms")
-    finally:
-        drop_databases(settings.postgres)
-        client = redis_client(settings.redis)
-        for key in client.scan_iter(match=f"{settings.redis.key_prefix}*"):
-            client.delete(key)
-        client.close()
-        shutil.rmtree(lance_dir, ignore_errors=True)
+    with (
+        private_stack(lance_prefix="bench-search-api-") as stack,
+        Server("api.main:app_from_env", stack.env, ready_path="/readyz", uvicorn_args=UVICORN_ARGS) as api,
+    ):
+        settings = stack.settings
+        token, course_id = seed(api.url, title="Search bench")
+        started = time.perf_counter()
+        rows = copy_course(source, settings, course_id)
+        print(f"course {course_id}: {rows} chunks copied and indexed in {time.perf_counter() - started:.1f} s")
+        with httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
+            http_round(http, course_id, queries, 20)  # warm-up: the table handle, index files, connection
+            in_process_round(settings, course_id, queries, 20)
+            for number in range(1, args.rounds + 1):
+                results = {
+                    "API search (HTTP, 1 client)": http_round(http, course_id, queries, args.requests),
+                    "API /healthz (HTTP floor)": floor_round(http, args.requests),
+                }
+                local = in_process_round(settings, course_id, queries, args.requests)
+                results["hybrid_search in-process"] = local["hybrid_search"]
+                results.update({f"  stage: {name}": f for name, f in local["stages"].items()})
+                print(f"round {number}:")
+                for name, figures in results.items():
+                    rounds.setdefault(name, []).append(figures)
+                    print(f"  {name:<32} p50 {figures['p50_ms']:7.2f} ms  p95 {figures['p95_ms']:7.2f} ms")
 
     api_p95 = [r["p95_ms"] for r in rounds["API search (HTTP, 1 client)"]]
     print(f"API search p95 per round: {api_p95} ms (target < 20 ms)")

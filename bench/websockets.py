@@ -46,7 +46,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-from bench.api import OUT_DIR, Server, cpu_model_and_flags  # noqa: E402
+from bench.api import OUT_DIR, cpu_model_and_flags  # noqa: E402
+from bench.wrk import Server  # noqa: E402
 from core.redis import redis_client  # noqa: E402
 from core.settings import RedisSettings, Settings  # noqa: E402
 from deploy.migrate import create_databases, drop_databases, migrate  # noqa: E402
