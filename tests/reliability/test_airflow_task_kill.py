@@ -21,6 +21,7 @@ from collections import Counter
 from core.faults import KILL_AT_ENV
 from core.settings import PROJECT_ROOT
 from processing import samples
+from tests.integration.dags.dag_test_runner import airflow_env
 from tests.integration.spark_jobs.ingest_testkit import isolated_env, isolated_settings, upload
 
 
@@ -53,19 +54,7 @@ def test_a_quiz_task_killed_mid_write_then_retried_leaves_each_gold_row_once(
     producer.close()
     run_available_now(settings, spark=spark)
 
-    home = tmp_path / "airflow_home"
-    home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "LAKEHOUSE_"))}
-    env.update(isolated_env(settings))
-    env.update(
-        {
-            "PYTHONPATH": str(PROJECT_ROOT),
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-        }
-    )
+    env = airflow_env(tmp_path / "airflow_home", isolated_env(settings))
     conf = {"course_id": course_id}
     tries = []
     for kill_at in (f"after_gold_write@{gold.GOLD_QUIZ_ITEMS}", f"after_gold_write@{gold.GOLD_QUIZZES}", None):

@@ -5,12 +5,12 @@ an embedded warehouse: its three tasks load what the sources hold, and its quali
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
 
 from core.settings import PROJECT_ROOT
+from tests.integration.dags.dag_test_runner import airflow_env
 from tests.integration.warehouse.warehouse_testkit import build_world, private_shards, send_events, warehouse_settings
 
 
@@ -24,24 +24,15 @@ def _run_dag(settings, tmp_path):
 
     world = build_world(settings, students=3)
     send_events(world)
-    home = tmp_path / "airflow_home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "LAKEHOUSE_"))}
-    env.update(
-        {
-            "PYTHONPATH": str(PROJECT_ROOT),
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-            "LAKEHOUSE_ENVIRONMENT": "test",
-            "LAKEHOUSE_POSTGRES__SHARDS": str(settings.postgres.shards),
-            "LAKEHOUSE_POSTGRES__SHARD_DB_PREFIX": settings.postgres.shard_db_prefix,
-            "LAKEHOUSE_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
-            "LAKEHOUSE_LAKE__ROOT": settings.lake.root,
-            "LAKEHOUSE_WAREHOUSE__DSN": settings.warehouse.dsn,
-        }
-    )
-    home.mkdir()
+    lakehouse = {
+        "LAKEHOUSE_ENVIRONMENT": "test",
+        "LAKEHOUSE_POSTGRES__SHARDS": str(settings.postgres.shards),
+        "LAKEHOUSE_POSTGRES__SHARD_DB_PREFIX": settings.postgres.shard_db_prefix,
+        "LAKEHOUSE_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
+        "LAKEHOUSE_LAKE__ROOT": settings.lake.root,
+        "LAKEHOUSE_WAREHOUSE__DSN": settings.warehouse.dsn,
+    }
+    env = airflow_env(tmp_path / "airflow_home", lakehouse)
     done = subprocess.run(
         [sys.executable, "-m", "tests.integration.dags.dag_test_runner", "load_warehouse", json.dumps({})],
         env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, check=False,

@@ -5,12 +5,12 @@ the steps in ``fact_lake_maintenance``."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 from core.settings import PROJECT_ROOT
 from lake import tables, vectors
+from tests.integration.dags.dag_test_runner import airflow_env
 from tests.integration.lake.lake_testkit import append_delta, lake_env, lake_settings, lance_rows, page_rows
 
 
@@ -22,19 +22,7 @@ def test_maintain_lake_dag_compacts_and_records_each_step(tmp_path):
     for n in range(2):
         vectors.upsert_chunks(chunks, lance_rows("course-a", f"doc-{n}", 3))
     (tmp_path / "warehouse").mkdir()
-    home = tmp_path / "airflow_home"
-    home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "LAKEHOUSE_"))}
-    env.update(
-        {
-            "PYTHONPATH": str(PROJECT_ROOT),
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-            **lake_env(settings),
-        }
-    )
+    env = airflow_env(tmp_path / "airflow_home", lake_env(settings))
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", *args], env=env, cwd=PROJECT_ROOT, capture_output=True,

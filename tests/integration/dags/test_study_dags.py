@@ -5,7 +5,6 @@ source chunks, flashcards; and a rerun changes nothing."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -15,9 +14,9 @@ import pytest
 
 from core.settings import PROJECT_ROOT
 from processing import samples
+from tests.integration.dags.dag_test_runner import airflow_env
 from tests.integration.spark_jobs.ingest_testkit import isolated_env, isolated_settings, upload
 
-DAGS_FOLDER = PROJECT_ROOT / "dags"
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -35,16 +34,8 @@ def lake(spark, tmp_path_factory):
     producer.close()
     run_available_now(settings, spark=spark)
 
-    home = tmp_path_factory.mktemp("airflow_home")
-    environment = {
-        **isolated_env(settings),
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-    }
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "LAKEHOUSE_"))}
-    yield {"settings": settings, "event": event, "course_id": course_id, "env": {**env, **environment}}
+    env = airflow_env(tmp_path_factory.mktemp("airflow_home"), isolated_env(settings))
+    yield {"settings": settings, "event": event, "course_id": course_id, "env": env}
 
 
 def _run(lake, dag_id: str, **conf) -> None:
@@ -52,7 +43,7 @@ def _run(lake, dag_id: str, **conf) -> None:
     conf = {"course_id": lake["course_id"], **conf}
     done = subprocess.run(
         [sys.executable, "-m", "tests.integration.dags.dag_test_runner", dag_id, json.dumps(conf)],
-        env={**lake["env"], "PYTHONPATH": str(PROJECT_ROOT)},
+        env=lake["env"],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
