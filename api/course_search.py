@@ -38,6 +38,7 @@ class SearchService:
         self._error: str | None = None
         self._db: Any = None
         self._embedder: Any = None
+        self._cache: Any = None  # lake.course_cache.CourseCache: table handles and hot courses' rows
         self.load_seconds: float | None = None
 
     @property
@@ -59,21 +60,25 @@ class SearchService:
 
     def load(self) -> None:
         """Opens the query embedder and LanceDB and warms both up (blocking: run it off the loop)."""
+        from lake.course_cache import CourseCache
         from lake.search import hybrid_search
         from lake.vectors import connect
         from processing.query_embedding import query_embedder
 
         started = time.perf_counter()
+        lance = self.settings.lancedb
         try:
             self._embedder = query_embedder(self.settings.embedding)
-            self._db = connect(self.settings.lancedb)
+            self._db = connect(lance)
+            self._cache = CourseCache(lance.course_cache_mb * 2**20, lance.course_cache_max_rows)
             hybrid_search(
                 self._db,
                 str(uuid.UUID(int=0)),
                 "warm up the search path",
                 1,
                 self._embedder,
-                settings=self.settings.lancedb,
+                settings=lance,
+                cache=self._cache,
             )
         except Exception as exc:
             log.exception("search could not be loaded")
@@ -100,7 +105,7 @@ class SearchService:
         index = live_index(self._db, self.settings.lancedb)
         hits = hybrid_search(
             self._db, str(course_id), query, k, self._embedder, settings=self.settings.lancedb, mode=mode,
-            table_name=index.table_name,
+            table_name=index.table_name, cache=self._cache,
         )  # fmt: skip
         if self.analytics is not None:
             self.analytics.emit(EVENT_SEARCH, user_id=str(principal.user_id), course_id=str(course_id),

@@ -203,13 +203,22 @@ def index_stats(table: Any) -> dict[str, dict[str, int]]:
 
 
 def evaluate(
-    db: Any, settings: Settings, truths: dict[str, list[Truth]]
+    db: Any, settings: Settings, truths: dict[str, list[Truth]], *, course_cache: bool = True
 ) -> tuple[dict[str, dict[str, dict]], dict[str, dict[str, list]]]:
-    """(figures[half][mode], per-query (rank, top-5 spans, ms)[half][mode])."""
-    from lake.search import SEARCH_MODES, hybrid_search
+    """(figures[half][mode], per-query (rank, top-5 spans, ms)[half][mode]). With ``course_cache``
+    the searches go through a course cache as the API's do (``lake.course_cache``)."""
+    from lake.course_cache import CourseCache
+    from lake.search import SEARCH_MODES
+    from lake.search import hybrid_search as search
     from processing.embedding import get_embedder
 
     embedder = get_embedder(settings.embedding)
+    lance = settings.lancedb
+    cache = CourseCache(lance.course_cache_mb * 2**20, lance.course_cache_max_rows) if course_cache else None
+
+    def hybrid_search(*args: Any, **kwargs: Any) -> Any:
+        return search(*args, **kwargs, cache=cache)
+
     documents = {document_id(name): name for name in DOCUMENTS}
     figures: dict[str, dict[str, dict]] = {half: {} for half in truths}
     details: dict[str, dict[str, list]] = {half: {} for half in truths}
@@ -291,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", default="latest", help="name of this run in the JSON and the plot")
     parser.add_argument("--extractor", default=None, help="ingest.extractor (pypdf, pdfium) where the setting exists")
     parser.add_argument("--chunk-size", type=int, default=None, help="ingest.chunk_size (overlap kept, at most half)")
+    parser.add_argument("--no-course-cache", action="store_true",
+                        help="search in LanceDB alone, not through a course cache as the API does")  # fmt: skip
     parser.add_argument("--rebuild", action="store_true", help="build the index even if a cached one matches")
     parser.add_argument("--show-misses", action="store_true", help="print the queries hybrid misses in its top 5")
     args = parser.parse_args(argv)
@@ -330,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{table.count_rows()} chunks; indexes: {stats}")
     search_settings = settings.model_copy(update={"lancedb": lance})
     print("querying (k=10) ...", flush=True)
-    figures, details = evaluate(db, search_settings, truths)
+    figures, details = evaluate(db, search_settings, truths, course_cache=not args.no_course_cache)
     print()
     print_table(figures)
     if args.show_misses:

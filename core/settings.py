@@ -186,6 +186,15 @@ class LanceDBSettings(_Section):
     )
     page_pool: int = Field(40, ge=1, description="Best fused chunks grouped into pages (their columns are read)")
     candidates: int = Field(50, ge=1, description="Candidates taken from each of vector and full-text search")
+    parallel_sides: bool = Field(
+        True, description="A search runs its full-text queries on a worker thread while it embeds the query"
+    )
+    course_cache_mb: int = Field(
+        256, ge=0, description="A searching API process keeps its hot courses' chunks in this much memory (0: off)"
+    )
+    course_cache_max_rows: int = Field(
+        50_000, ge=0, description="A course with more chunks than this is searched in LanceDB, not cached"
+    )
     read_consistency_s: float = Field(
         1.0, ge=0, description="A reader's open table checks for new versions this often (0: on every read)"
     )

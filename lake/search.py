@@ -13,12 +13,15 @@ so every row searched is a current version.
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
 from core.settings import LanceDBSettings
+from lake.course_cache import CourseCache, normalized_words
+from lake.index_versions import live_index
 from lake.vectors import EMBEDDED_COLUMN, TEXT_COLUMN, VECTOR_COLUMN, open_chunks, placeholder_vector, quote
 
 if TYPE_CHECKING:
@@ -58,39 +61,63 @@ def hybrid_search(
     settings: LanceDBSettings | None = None,
     mode: SearchMode = "hybrid",
     table_name: str | None = None,
+    cache: CourseCache | None = None,
 ) -> list[SearchHit]:
     """The ``k`` best chunks of ``course_id`` for ``query``: ``hybrid`` fuses the vector and
     full-text lists; ``text`` and ``vector`` return one side alone (same hit shape). The live
-    index version's table is searched (``lake.index_versions``), or ``table_name``."""
+    index version's table is searched (``lake.index_versions``), or ``table_name``. A long-lived
+    searcher passes its ``cache`` (``lake.course_cache``): table handles and hot courses' rows."""
     settings = settings or LanceDBSettings()
     query = query.strip()
     if not query or k <= 0:
         return []
     try:
-        table = open_chunks(db, settings, create=False, name=table_name)
+        table = _open_table(db, settings, table_name, cache)
     except (FileNotFoundError, ValueError):
         return []
     where = f"course_id = {quote(course_id)}"
     candidates = max(settings.candidates, k)
+    course = cache.get(table, course_id) if cache is not None else None
 
     # Every side returns chunk ids, row ids and its score only: the page and text columns are
-    # read for the fused head alone (one take by row id), since reading them for every
-    # candidate of every list cost ~15 ms per side at 1M rows (bench/search_scale.py).
-    # The sides run one after the other: overlapping them on a thread measured slower on 2
-    # cores (bench/search_scale.py: p95 79 vs 72 ms); LanceDB already parallelises each query.
+    # read for the fused head alone (from the course cache, else one take by row id), since
+    # reading them for every candidate of every list cost ~15 ms per side at 1M rows
+    # (bench/search_scale.py). The LanceDB queries of the text side run on a worker thread
+    # while this one embeds the query (``lancedb.parallel_sides``).
+    words = normalized_words(query)
+    phrase = words if len(words.split()) >= PHRASE_MIN_WORDS else ""
+    text_side: Future[list[dict[str, Any]]] | None = None
+    phrase_side: Future[list[dict[str, Any]]] | None = None
+    if mode != "vector" and settings.parallel_sides:
+        text_side = _sides().submit(text_candidates, table, query, where, candidates)
+        if course is None and phrase:
+            phrase_side = _sides().submit(verbatim_candidates, table, query, where, settings.phrase_candidates)
     lists: list[tuple[str, list[dict[str, Any]], float]] = []
     if mode != "text":
         vector = embedder.encode([query])[0]
-        vector_rows = vector_candidates(table, vector, where, candidates, settings)
+        if course is not None:
+            vector_rows = course.nearest(vector, candidates)
+        else:
+            vector_rows = vector_candidates(table, vector, where, candidates, settings)
         lists.append(("vector_rank", vector_rows, settings.vector_weight))
     if mode != "vector":
-        lists.append(("text_rank", text_candidates(table, query, where, candidates), settings.text_weight))
-        verbatim = verbatim_candidates(table, query, where, settings.phrase_candidates)
+        if course is not None:
+            verbatim = course.verbatim(phrase, settings.phrase_candidates)
+        elif phrase_side is not None:
+            verbatim = phrase_side.result()
+        else:
+            verbatim = verbatim_candidates(table, query, where, settings.phrase_candidates)
+        text_rows = text_side.result() if text_side is not None else text_candidates(table, query, where, candidates)
+        lists.append(("text_rank", text_rows, settings.text_weight))
         if verbatim:
+            if course is not None:  # found in load order: rank them as BM25 does
+                bm25_rank = {row["chunk_id"]: rank for rank, row in enumerate(text_rows)}
+                verbatim.sort(key=lambda row: bm25_rank.get(row["chunk_id"], len(bm25_rank)))
             lists.append(("phrase_rank", verbatim, settings.phrase_weight))
     entries = rrf_entries(lists, rrf_k=settings.rrf_k)
     pool = entries[: max(k, settings.page_pool)] if settings.one_hit_per_page else entries[:k]
-    _fill_rows(table, where, [e["row"] for e in pool])
+    unfilled = [e["row"] for e in pool if course is None or not course.fill(e["row"])]
+    _fill_rows(table, where, unfilled)
     # Page scoring is part of the fusion: ``text`` and ``vector`` return their list as it ranks,
     # the best chunk of each page span (with it, vector alone on bench/retrieval's questions
     # reads R@1 0.524, R@5 0.794; without, 0.413 and 0.810).
@@ -111,6 +138,24 @@ def hybrid_search(
         )
         for e in best
     ]
+
+
+_SIDE_POOL: ThreadPoolExecutor | None = None
+
+
+def _sides() -> ThreadPoolExecutor:
+    """Two threads for the LanceDB queries of the text side (created on first use)."""
+    global _SIDE_POOL
+    if _SIDE_POOL is None:
+        _SIDE_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="search-side")
+    return _SIDE_POOL
+
+
+def _open_table(db: Any, settings: LanceDBSettings, table_name: str | None, cache: CourseCache | None) -> Any:
+    if cache is None:
+        return open_chunks(db, settings, create=False, name=table_name)
+    name = table_name or live_index(db, settings).table_name
+    return cache.table(name, lambda: open_chunks(db, settings, create=False, name=name))
 
 
 _COURSE_ROWS: dict[tuple[str, str], tuple[float, int]] = {}
@@ -268,11 +313,6 @@ def best_pages(entries: list[dict[str, Any]], k: int, *, page_weight: float, one
 
 
 PHRASE_MIN_WORDS = 3  # shorter queries are keywords, which BM25 already ranks
-
-
-def normalized_words(text: str) -> str:
-    """Lower-case words separated by single spaces: punctuation and case aside."""
-    return " ".join("".join(ch.lower() if ch.isalnum() else " " for ch in text).split())
 
 
 def fuse(
