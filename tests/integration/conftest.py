@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from core.settings import Settings
 from tests.integration.api.api_testkit import TEST_SHARDS
+from tests.integration.shard_testkit import migrated_shards
 
 
 @pytest.fixture(scope="session")
@@ -24,8 +25,6 @@ def api_run_id() -> str:
 @pytest.fixture(scope="session")
 def api_settings(settings: Settings, stack, api_run_id: str) -> Iterator[Settings]:
     """Settings of the app under test: 3 private shard databases, a private Redis key prefix."""
-    from deploy.migrate import create_databases, drop_databases, migrate
-
     overrides = settings.model_dump()
     overrides["postgres"].update(shards=TEST_SHARDS, shard_db_prefix=f"lakehouse_test_{api_run_id}_", pool_max_size=6)
     overrides["redis"].update(key_prefix=f"test:{api_run_id}:")
@@ -33,14 +32,11 @@ def api_settings(settings: Settings, stack, api_run_id: str) -> Iterator[Setting
     overrides["api"].update(
         rate_limit_per_minute=100_000, rate_limit_ip_per_minute=100_000, jwt_secret=f"integration-{uuid.uuid4().hex}"
     )
-    test_settings = Settings(**overrides)
-    create_databases(test_settings.postgres)
-    try:
-        migrate(test_settings.postgres)
-        yield test_settings
-    finally:
-        drop_databases(test_settings.postgres)
-        _delete_prefix(test_settings)
+    with migrated_shards(Settings(**overrides)) as test_settings:
+        try:
+            yield test_settings
+        finally:
+            _delete_prefix(test_settings)
 
 
 def _delete_prefix(settings: Settings) -> None:

@@ -17,25 +17,22 @@ import pytest
 from psycopg import sql
 
 from tests.integration.api.api_testkit import PASSWORD, create_course, shard_conn, sign_up
+from tests.integration.shard_testkit import migrated_shards
 from tests.reliability.faultkit import derive
 
 
 @pytest.fixture
 def shard_settings(api_settings):
-    from deploy.migrate import create_databases, drop_databases, migrate
-
     settings = derive(
         api_settings,
         postgres={"shards": 2, "shard_db_prefix": f"lakehouse_rel_{uuid.uuid4().hex[:8]}_", "pool_timeout_s": 1.5},
         api={"cache_enabled": False},  # every read reaches its shard
     )
-    create_databases(settings.postgres)
-    try:
-        migrate(settings.postgres)
-        yield settings
-    finally:
-        _allow(settings, settings.postgres.shard_names(), True)
-        drop_databases(settings.postgres)
+    with migrated_shards(settings):
+        try:
+            yield settings
+        finally:
+            _allow(settings, settings.postgres.shard_names(), True)
 
 
 def _allow(settings, databases: list[str], allowed: bool) -> None:

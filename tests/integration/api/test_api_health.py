@@ -7,6 +7,7 @@ import pytest
 from psycopg import sql
 
 from tests.integration.api.api_testkit import derive, sign_up, wait_ready
+from tests.integration.shard_testkit import migrated_shards
 
 pytestmark = pytest.mark.integration
 
@@ -64,12 +65,8 @@ def test_cors_preflight_follows_settings(make_client, api_settings):
 def test_readyz_is_503_and_names_the_shard_when_one_is_down(make_client, api_settings, run_id):
     # A recorded map of 3 shards whose last database is gone, as if that server were down (a
     # configured shard count other than the recorded one is refused at start-up instead).
-    from deploy.migrate import create_databases, drop_databases, migrate
-
     settings = derive(api_settings, postgres={"shards": 3, "shard_db_prefix": f"lakehouse_down_{run_id}_"})
-    create_databases(settings.postgres)
-    try:
-        migrate(settings.postgres)
+    with migrated_shards(settings):
         missing = settings.postgres.shard_names()[-1]
         with psycopg.connect(settings.postgres.dsn("postgres"), autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(missing)))
@@ -80,5 +77,3 @@ def test_readyz_is_503_and_names_the_shard_when_one_is_down(make_client, api_set
         assert body["status"] == "unavailable"
         down = [d for d in body["dependencies"] if not d["ok"]]
         assert [d["name"] for d in down] == [f"postgres:{missing}"] and down[0]["detail"]
-    finally:
-        drop_databases(settings.postgres)

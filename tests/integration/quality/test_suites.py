@@ -15,13 +15,12 @@ from lake import gold, tables
 from quality import runner
 from quality.suites import CONSISTENCY, SUITES
 from tests.integration.quality import quality_testkit as kit
+from tests.integration.shard_testkit import migrated_shards
 
 
 @pytest.fixture(scope="module")
 def quality_settings(settings: Settings, stack, tmp_path_factory) -> Iterator[Settings]:
     """A private lake, LanceDB, state dir and one private shard database (nothing else writes there)."""
-    from deploy.migrate import create_databases, drop_databases, migrate
-
     root = tmp_path_factory.mktemp("quality")
     data = settings.model_dump()
     data["lake"].update(root=str(root / "lake"))
@@ -29,13 +28,8 @@ def quality_settings(settings: Settings, stack, tmp_path_factory) -> Iterator[Se
     data["stack"].update(state_dir=root / "state")
     data["warehouse"].update(dsn=f"chdb://{root / 'warehouse'}")  # none: the warehouse suites are skipped
     data["postgres"].update(shards=1, shard_db_prefix=f"lakehouse_quality_{uuid.uuid4().hex[:8]}_", pool_max_size=2)
-    private = Settings(**data)
-    create_databases(private.postgres)
-    try:
-        migrate(private.postgres)
+    with migrated_shards(Settings(**data)) as private:
         yield private
-    finally:
-        drop_databases(private.postgres)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import Settings
+from tests.integration.shard_testkit import migrated_shards
 
 OPTIONS = ("a", "b", "c", "d")
 
@@ -173,14 +174,7 @@ def send_events(world: World) -> None:
 def private_shards(base: Settings, shards: int = 1) -> Iterator[Settings]:
     """``base`` on its own freshly migrated shard databases (dropped afterwards): nothing another
     test writes can break a check that spans every row (references between facts and dimensions)."""
-    from deploy.migrate import create_databases, drop_databases, migrate
-
     data = base.model_dump()
     data["postgres"].update(shards=shards, shard_db_prefix=f"lakehouse_wh_{uuid.uuid4().hex[:8]}_", pool_max_size=2)
-    private = Settings(**data)
-    create_databases(private.postgres)
-    try:
-        migrate(private.postgres)
+    with migrated_shards(Settings(**data)) as private:
         yield private
-    finally:
-        drop_databases(private.postgres)
