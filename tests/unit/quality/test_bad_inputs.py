@@ -22,6 +22,7 @@ from processing.pdf import (
     page_count,
     require_text,
 )
+from tests.unit.processing.pdf_corpus import build_pdf
 
 TIME_BOUND_S = 20.0  # per document, loose: a 2-core CI machine shared with other jobs
 
@@ -40,23 +41,10 @@ def raw_pdf(
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
         *extra_objects,
     ]
-    if info is not None:
-        objects.append(info)
-    out = io.BytesIO()
-    out.write(b"%PDF-1.7\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
-    for offset in offsets:
-        out.write(b"%010d 00000 n \n" % offset)
-    trailer = b"<< /Size %d /Root 1 0 R" % (len(objects) + 1)
-    if info is not None:
-        trailer += b" /Info %d 0 R" % len(objects)
-    out.write(b"trailer\n" + trailer + b" >>\nstartxref\n%d\n%%%%EOF\n" % xref)
-    return out.getvalue()
+    if info is None:
+        return build_pdf(objects)
+    objects.append(info)
+    return build_pdf(objects, trailer_extra=b" /Info %d 0 R" % len(objects))
 
 
 def _text(line: bytes) -> bytes:
