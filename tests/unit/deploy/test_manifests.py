@@ -115,3 +115,17 @@ def test_a_custom_resource_without_a_required_field_fails(tmp_path, monkeypatch)
     monkeypatch.setattr(manifests, "AIRFLOW_VALUES", directory / "airflow-values.yaml")
     with pytest.raises(ManifestError, match=r"SparkApplication ingest-documents: missing spec\.mainApplicationFile"):
         manifests.validate_kubernetes(directory)
+
+
+def _workers(command: list[str]) -> int:
+    return int(command[command.index("--workers") + 1]) if "--workers" in command else 1
+
+
+def test_an_api_container_or_pod_is_the_instance_docs_capacity_measured(compose):
+    # docs/capacity.md: `lakehouse api --workers 2` on 2 cores, nofile >= connections per worker + ~1,000.
+    api = compose["services"]["api"]
+    assert _workers(api["command"]) == 2 and float(api["deploy"]["resources"]["limits"]["cpus"]) == 2
+    assert api["ulimits"]["nofile"]["soft"] >= 11_000
+    docs = list(yaml.safe_load_all((manifests.K8S_DIR / "api.yaml").read_text()))
+    container = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert _workers(container["args"]) == 2 and container["resources"]["requests"]["cpu"] == "2"
