@@ -12,6 +12,13 @@ the new live row and the retired one: a single LanceDB commit, so a reader sees 
 live version or the new one, never both or neither. Without a registry (a lake that never
 reprocessed) version 1 is live.
 
+A reprocess's switch retires the old version as ``retiring`` first: until its handover is done
+(``lake.reprocess_handover`` copies what the stream wrote into the old table after the
+reprocess's catch-up) and it is marked ``retired``, the stream's writer waits before writing
+(``settled_live``), and a write it made into the old table meanwhile is written again into the
+new one afterwards. So each late write reaches the new table exactly once, and never at the same
+time as the handover writes there (two concurrent ``merge_insert``s of a new key can both insert).
+
 Readers resolve the live table through ``live_index``, remembered per database for
 ``lancedb.read_consistency_s`` (the same staleness LanceDB readers already accept), so a search
 pays no registry read.
@@ -19,7 +26,9 @@ pays no registry read.
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -31,8 +40,10 @@ if TYPE_CHECKING:
 
     from core.settings import LanceDBSettings, Settings
 
+log = logging.getLogger(__name__)
 REGISTRY_TABLE = "index_versions"
-IndexState = Literal["building", "checked", "live", "retired", "dropped", "failed"]
+IndexState = Literal["building", "checked", "live", "retiring", "retired", "dropped", "failed"]
+HANDOVER_WAIT_S = 300.0  # a writer waits this long for a handover, then writes anyway (logged)
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 REGISTRY_SCHEMA = pa.schema(
     [
@@ -149,6 +160,32 @@ def live_index(db: lancedb.DBConnection, settings: LanceDBSettings) -> LiveIndex
     return found
 
 
+def settled_live(
+    db: lancedb.DBConnection,
+    settings: LanceDBSettings,
+    *,
+    wait_s: float = HANDOVER_WAIT_S,
+    poll_s: float = 0.1,
+    ignore: Collection[int] = (),
+) -> tuple[LiveIndex, list[int]]:
+    """The live version and its table read now (not remembered), for the stream's writer, once
+    no version is ``retiring`` (a reprocess's handover running; those in ``ignore`` were waited
+    for in vain before): waits for that up to ``wait_s``. Also returns the versions still
+    retiring after the wait (empty unless it timed out)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        versions = list_versions(db)
+        retiring = [v.version for v in versions if v.state == "retiring" and v.version not in ignore]
+        if not retiring or time.monotonic() >= deadline:
+            break
+        time.sleep(poll_s)
+    if retiring:
+        log.error("index version(s) %s still retiring after %.1f s (a reprocess stopped before its handover): "
+                  "writing on; rerun that reprocess to finish it", retiring, wait_s)  # fmt: skip
+    live = live_of(versions)
+    return (LiveIndex(live.version, live.table_name) if live else LiveIndex(1, settings.chunks_table)), retiring
+
+
 def forget_live() -> None:
     """Drops the remembered live versions (tests; a process that just switched)."""
     _LIVE.clear()
@@ -202,8 +239,11 @@ def mark(db: lancedb.DBConnection, version: IndexVersion, state: IndexState, not
     return updated
 
 
-def switch_live(db: lancedb.DBConnection, new: IndexVersion, old: IndexVersion) -> IndexVersion:
-    """Makes ``new`` (checked) live and retires ``old``, in one registry commit."""
+def switch_live(
+    db: lancedb.DBConnection, new: IndexVersion, old: IndexVersion, *, handover: bool = False
+) -> IndexVersion:
+    """Makes ``new`` (checked) live and retires ``old``, in one registry commit; ``handover``:
+    ``old`` is ``retiring`` until ``mark(db, old, "retired")`` (see the module doc)."""
     if new.state not in ("checked", "live"):
         raise ValueError(f"index version {new.version} is {new.state}, not checked: it cannot go live")
     moment = now()
@@ -211,7 +251,8 @@ def switch_live(db: lancedb.DBConnection, new: IndexVersion, old: IndexVersion) 
     if old.version == new.version:
         _write(db, live)
     else:
-        _write(db, live, replace(old, state="retired", retired_at=old.retired_at or moment))
+        retired = replace(old, state="retiring" if handover else "retired", retired_at=old.retired_at or moment)
+        _write(db, live, retired)
     forget_live()
     return live
 

@@ -22,9 +22,12 @@ beside the live one:
    version's (unless ``force``), when an evaluator is given; -> ``checked``;
 4. the switch: ``silver/chunks`` rows of the scope replaced by the staged ones (one MERGE),
    ``silver/documents`` chunk counts updated, then the registry's one-commit switch. Search
-   reads the registry, so it never sees a half-built table.
+   reads the registry, so it never sees a half-built table;
+5. the handover (``lake.reprocess_handover``): what the stream wrote into the old table after
+   the catch-up is copied into the new one, then the old version is ``retired``.
 
-A rerun of the same command resumes a version that is ``building`` or ``checked``.
+A rerun of the same command resumes a version that is ``building`` or ``checked``, and first
+finishes a handover a crash cut off.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from core.settings import Settings
-from lake import index_versions, reprocess_checks, tables
+from lake import index_versions, reprocess_checks, reprocess_handover, tables
 from lake.index_versions import IndexVersion
 from lake.reprocess_checks import RecallEvaluator, ReprocessCheckFailed, lance_counts
 
@@ -121,6 +124,7 @@ class ReprocessResult:
     courses: dict[str, str] = field(default_factory=dict)  # document_id -> course_id (scope)
     step_seconds: dict[str, float] = field(default_factory=dict)  # read, extract, chunk, embed, writes
     checks: list[str] = field(default_factory=list)
+    handover: reprocess_handover.Handover = field(default_factory=reprocess_handover.Handover)
     seconds: float = 0.0
 
 
@@ -297,6 +301,8 @@ def reprocess(
     started = time.perf_counter()
     say = progress or (lambda _p: None)
     db = connect(settings.lancedb)
+    for old, done in reprocess_handover.finish_pending(db, settings):  # a run that crashed after its switch
+        say(Progress("handover", message=f"version {old.version} retired after a cut-off handover: {done.message}"))
     live = index_versions.live_version(db, settings)
     build = resolve_build(live, scope, chunk_size=chunk_size, chunk_overlap=chunk_overlap,
                           embedding_model=embedding_model, precision=precision)  # fmt: skip
@@ -331,7 +337,9 @@ def reprocess(
     result.chunks = reprocess_checks.staged_counts(settings, staging_name(version.version), keys)
     result.courses = {d["document_id"]: d["course_id"] for d in documents}
     _update_document_counts(spark, settings, documents, result.chunks)
-    result.version = index_versions.switch_live(db, version, live)
+    result.version = index_versions.switch_live(db, version, live, handover=True)  # live: now retiring
+    result.handover = reprocess_handover.finish(db, settings, result.version, live)
+    say(Progress("handover", message=result.handover.message))
     tables.drop_local_table(settings.lake, staging_name(version.version))  # its rows are in silver/chunks now
     result.seconds = time.perf_counter() - started
     return result
@@ -340,11 +348,13 @@ def reprocess(
 def _update_document_counts(
     spark: SparkSession, settings: Settings, documents: Sequence[dict[str, Any]], counts: dict[tuple[str, int], int]
 ) -> None:
-    rows = [{**d, "chunks": counts.get((d["document_id"], int(d["version"])), 0)} for d in documents]
-    changed = [r for r, d in zip(rows, documents, strict=True) if r["chunks"] != d["chunks"]]
-    if changed:
-        frame = tables.arrow_rows(tables.SILVER_DOCUMENTS, changed)
-        tables.merge_documents(spark, settings.lake, spark.createDataFrame(frame))
+    """The rebuilt versions' new chunk counts, only these (a version the stream superseded since
+    the catch-up stays superseded)."""
+    keys = [(d["document_id"], int(d["version"])) for d in documents]
+    changed = {
+        key: counts.get(key, 0) for key, d in zip(keys, documents, strict=True) if counts.get(key, 0) != d["chunks"]
+    }
+    tables.set_document_chunks(spark, settings.lake, changed)
 
 
 class _Builder:

@@ -323,6 +323,28 @@ def merge_documents(spark: SparkSession, settings: LakeSettings, frame: DataFram
     )
 
 
+def set_document_chunks(spark: SparkSession, settings: LakeSettings, counts: dict[tuple[str, int], int]) -> None:
+    """Sets the ``chunks`` of these (document_id, version) rows and nothing else (a reprocess's
+    new counts: a row the stream changed since it was read, e.g. superseded, keeps that)."""
+    from delta.tables import DeltaTable
+
+    if not counts:
+        return
+    frame = spark.createDataFrame(
+        [(d, int(v), int(n)) for (d, v), n in sorted(counts.items())], "document_id string, version int, chunks int"
+    )
+    retry_on_conflict(
+        lambda: (
+            DeltaTable.forPath(spark, table_path(settings, SILVER_DOCUMENTS))
+            .alias("t")
+            .merge(frame.alias("s"), "t.document_id = s.document_id AND t.version = s.version")
+            .whenMatchedUpdate(condition="NOT (t.chunks <=> s.chunks)", set={"chunks": "s.chunks"})
+            .execute()
+        ),
+        what=f"set chunk counts in {SILVER_DOCUMENTS}",
+    )
+
+
 def supersede_versions(spark: SparkSession, settings: LakeSettings, document_id: str, current_version: int) -> None:
     """Marks every other version of a document as no longer current."""
     from delta.tables import DeltaTable

@@ -74,26 +74,45 @@ def insert_silver(
 
 class LanceChunks:
     """The LanceDB chunks table of the live index version (``lake.index_versions``), opened once
-    per job and again when a reprocess switched the live version."""
+    per job and again when a reprocess switched the live version.
+
+    Every write is fenced against a reprocess's switch: the live version is read from the
+    registry before the write (waiting while a switched-out version is ``retiring``: its
+    handover, ``lake.reprocess_handover``, is the only writer of the new table then) and again
+    after it; a write that went into a table switched out meanwhile is redone, keyed, in the new
+    live one. The handover copies what was written before the switch, this what came after."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._db: Any = None
         self._table: Any = None
         self._name: str | None = None
+        self._stuck: set[int] = set()  # retiring versions waited for in vain: not waited for again
 
     def table(self) -> Any:
-        from lake.index_versions import live_index
+        from lake.index_versions import settled_live
         from lake.vectors import connect, ensure_fts_index, open_chunks
 
         if self._db is None:
             self._db = connect(self.settings.lancedb)
-        name = live_index(self._db, self.settings.lancedb).table_name
-        if self._table is None or name != self._name:
-            self._table = open_chunks(self._db, self.settings.lancedb, name=name)
-            self._name = name
+        live, stuck = settled_live(self._db, self.settings.lancedb, ignore=self._stuck)
+        self._stuck.update(stuck)
+        if self._table is None or live.table_name != self._name:
+            self._table = open_chunks(self._db, self.settings.lancedb, name=live.table_name)
+            self._name = live.table_name
             ensure_fts_index(self._table)  # a table from an older version gets token positions
         return self._table
+
+    def fenced(self, write: Callable[[Any], None]) -> None:
+        """``write`` (keyed, replay-safe) on the live table, and again on the new live table
+        while a reprocess switched it during the write."""
+        table = self.table()
+        while True:
+            name = self._name
+            write(table)
+            table = self.table()
+            if self._name == name:
+                return
 
     def live_chunking(self) -> IngestSettings:
         """``ingest`` with the live index version's chunk size and overlap (``lake.index_versions``):
@@ -116,10 +135,14 @@ class LanceChunks:
 
         if not documents:
             return
-        table = self.table()
-        upsert_chunks(table, from_silver_chunks(text_first_rows(documents), embedded=False))
-        ensure_course_index(table)
-        refresh_indexes(table, self.settings.lancedb)
+        rows = from_silver_chunks(text_first_rows(documents), embedded=False)
+
+        def write(table: Any) -> None:
+            upsert_chunks(table, rows)
+            ensure_course_index(table)
+            refresh_indexes(table, self.settings.lancedb)
+
+        self.fenced(write)
 
     def write(self, documents: Sequence[EmbeddedDocument], chunks: pa.Table) -> None:
         """Upserts the chunks on chunk id, drops the chunks of versions these replace, and keeps
@@ -135,15 +158,19 @@ class LanceChunks:
 
         if not documents:
             return
-        table = self.table()
-        upsert_chunks(table, from_silver_chunks(chunks))
-        for document in documents:
-            event = document.upload.event
-            if event.replaces_version is not None:
-                delete_other_versions(table, event.document_id, event.version)
-        ensure_vector_index(table, self.settings.lancedb)
-        ensure_course_index(table)
-        refresh_indexes(table, self.settings.lancedb)
+        rows = from_silver_chunks(chunks)
+
+        def write(table: Any) -> None:
+            upsert_chunks(table, rows)
+            for document in documents:
+                event = document.upload.event
+                if event.replaces_version is not None:
+                    delete_other_versions(table, event.document_id, event.version)
+            ensure_vector_index(table, self.settings.lancedb)
+            ensure_course_index(table)
+            refresh_indexes(table, self.settings.lancedb)
+
+        self.fenced(write)
 
 
 def document_rows(outcomes: Sequence[DocumentOutcome]) -> pa.Table:

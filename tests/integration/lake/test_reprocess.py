@@ -1,6 +1,7 @@
 """Reprocessing into a new index version against real Delta tables (Spark), LanceDB and raw files:
 search keeps answering from the live version during the rebuild and from the new one after the
-switch; a SIGKILL mid-reprocess and a rerun leave no duplicate and no missing chunk."""
+switch; a SIGKILL mid-reprocess and a rerun leave no duplicate and no missing chunk; an upload the
+stream indexes between the catch-up and the switch is served by the new version (the handover)."""
 
 from __future__ import annotations
 
@@ -219,3 +220,55 @@ def test_gold_made_after_the_switch_cites_only_the_new_versions_chunks(spark, la
     assert items and {i["source_chunk_id"] for i in items} <= live_ids
     # Nothing of the other course was touched.
     assert not gold.read_where(settings, gold.GOLD_NOTES, course_id=lake.other)
+
+
+def _index_through_the_stream(spark, settings: Settings, course: str, pdf: bytes) -> DocumentUploaded:
+    """One upload through the stream's micro-batch handler (``DocumentIngestor.process_batch``:
+    bronze, extraction, text-first write, embedding, silver and LanceDB writes, documents row),
+    fed the Kafka row it would read; embedded on the driver (the model is loaded here already)."""
+    from spark_jobs.ingest.batch import DocumentIngestor
+    from tests.integration.spark_jobs.ingest_testkit import RecordingSink, upload
+
+    event = upload(settings, None, pdf, course_id=course, filename="late.pdf", publish_event=False)
+    row = ("documents", 0, 0, event.document_id, event.model_dump_json(), datetime.now(UTC))
+    frame = spark.createDataFrame([row], "topic string, partition int, offset long, key string, value string, "
+                                         "timestamp timestamp")  # fmt: skip
+    driver = settings.model_copy(update={"embedding": settings.embedding.model_copy(update={"placement": "driver"})})
+    sink = RecordingSink()
+    DocumentIngestor(spark, driver, sink, app_id=f"late-{event.document_id}").process_batch(frame, 0)
+    assert sink.of("indexed", event.document_id), sink.of("failed", event.document_id)
+    return event
+
+
+def test_an_upload_indexed_between_the_catch_up_and_the_switch_is_searchable_after_it(spark, lake):
+    """The race: the stream indexes an upload after the reprocess's catch-up read the scope's
+    documents (here at the switch's announcement, the checks done), so into the live table of
+    the moment. The switch must not lose it: the new version serves it, each chunk once."""
+    from processing.embedding import get_embedder
+
+    settings, course = lake.settings, lake.course
+    db = connect(settings.lancedb)
+    before = index_versions.live_version(db, settings)
+    pdf = samples.course_book(2, seed=21, chars=1200, title="Zeolite Catalysis Handbook").pdf
+    late: list[DocumentUploaded] = []
+
+    def upload_before_the_switch(p: Progress) -> None:
+        if p.stage == "switch" and not late:
+            late.append(_index_through_the_stream(spark, settings, course, pdf))
+
+    result = reprocess(spark, settings, Scope("course", course), progress=upload_before_the_switch)
+
+    [event] = late
+    expected = _expected_ids(settings, event.document_id, pdf, before.chunk_size)  # as the live version cuts
+    retired = _lance_ids(settings, before.table_name, course)
+    assert expected <= set(retired)  # the stream wrote it into the table live at that moment
+    live = index_versions.live_index(db, settings.lancedb)
+    assert live.version == result.version.version != before.version
+    new = _lance_ids(settings, live.table_name, course)
+    assert not [i for i, n in Counter(new).items() if n > 1], "duplicate chunks in the new version"
+    assert expected <= set(new), f"{len(expected - set(new))} of {len(expected)} late chunks missing after the switch"
+    hits = hybrid_search(db, course, "zeolite catalysis handbook", 5, get_embedder(settings.embedding),
+                         settings=settings.lancedb)  # fmt: skip
+    assert hits and hits[0].document_id == event.document_id, hits
+    states = {v.version: v.state for v in index_versions.list_versions(db)}
+    assert (states[before.version], states[live.version]) == ("retired", "live")
