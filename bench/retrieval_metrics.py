@@ -1,4 +1,5 @@
-"""Pure scoring functions of ``bench/retrieval.py`` (no I/O, no project imports), unit-tested.
+"""Pure scoring functions of ``bench/retrieval.py`` and the cross-validation of
+``bench/retrieval_cv.py`` (no I/O, no project imports), unit-tested.
 
 A hit is right when it comes from the expected document and its page span ``[page_start,
 page_end]`` meets one of the expected pages. A query's score is the 1-based rank of its first
@@ -9,9 +10,12 @@ from __future__ import annotations
 
 import json
 import math
+import random
+import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -94,3 +98,83 @@ def summarize(ranks: Sequence[int | None], latencies_ms: Sequence[float]) -> dic
         "p50_ms": percentile(latencies_ms, 50),
         "p95_ms": percentile(latencies_ms, 95),
     }
+
+
+# Cross-validation of settings chosen on part of the questions (``bench/retrieval_cv.py``).
+
+METRICS = ("recall@1", "recall@5", "mrr@10")
+
+
+def stratified_folds(truths: Sequence[Truth], folds: int, seed: int) -> list[list[int]]:
+    """Indexes of ``truths`` dealt into ``folds`` folds: each document's questions shuffled with
+    ``seed`` and dealt round-robin, continuing across documents, so folds differ by at most one
+    question overall and documents spread evenly."""
+    if folds < 2 or folds > len(truths):
+        raise ValueError(f"folds must be within 2..{len(truths)}, not {folds}")
+    rng = random.Random(seed)
+    out: list[list[int]] = [[] for _ in range(folds)]
+    position = rng.randrange(folds)
+    for document in sorted({t.document for t in truths}):
+        members = [i for i, t in enumerate(truths) if t.document == document]
+        rng.shuffle(members)
+        for index in members:
+            out[position % folds].append(index)
+            position += 1
+    return out
+
+
+def figures(ranks: Sequence[int | None]) -> dict[str, float]:
+    return {"recall@1": recall_at(ranks, 1), "recall@5": recall_at(ranks, 5), "mrr@10": mrr_at(ranks, 10)}
+
+
+def choose(ranks: Sequence[Sequence[int | None]], rows: Sequence[int], feasible: Sequence[bool]) -> int:
+    """The grid point (index into ``ranks``) with the best recall@5, then MRR@10, then recall@1
+    on the queries ``rows``, among the ``feasible`` ones; the first such point on ties."""
+    best, best_key = -1, (-1.0, -1.0, -1.0)
+    for point, point_ranks in enumerate(ranks):
+        if not feasible[point]:
+            continue
+        chosen = [point_ranks[i] for i in rows]
+        key = (recall_at(chosen, 5), mrr_at(chosen, 10), recall_at(chosen, 1))
+        if key > best_key:
+            best, best_key = point, key
+    if best < 0:
+        raise ValueError("no feasible grid point")
+    return best
+
+
+def cross_validate(
+    ranks: Sequence[Sequence[int | None]], feasible: Sequence[bool], fold_sets: Sequence[Sequence[Sequence[int]]]
+) -> dict[str, Any]:
+    """Per repeat (one list of folds each): the chosen point per fold and the pooled held-out
+    figures; plus every fold's own held-out figures."""
+    repeats, fold_figures, chosen = [], [], []
+    for folds in fold_sets:
+        held: dict[int, int | None] = {}
+        for fold in folds:
+            train = [i for other in folds if other is not fold for i in other]
+            point = choose(ranks, train, feasible)
+            chosen.append(point)
+            for i in fold:
+                held[i] = ranks[point][i]
+            fold_figures.append(figures([ranks[point][i] for i in fold]))
+        repeats.append(figures([held[i] for i in sorted(held)]))
+    return {"repeats": repeats, "folds": fold_figures, "chosen": chosen}
+
+
+def spread(rows: Sequence[dict[str, float]]) -> dict[str, dict[str, float]]:
+    out = {}
+    for metric in ("recall@1", "recall@5", "mrr@10"):
+        values = [row[metric] for row in rows]
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        out[metric] = {"mean": statistics.fmean(values), "sd": sd, "min": min(values), "max": max(values)}
+    return out
+
+
+def paired(repeats: list[dict[str, float]], reference: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Per-seed differences of two families' pooled held-out figures (same folds): mean, min, max."""
+    out = {}
+    for metric in METRICS:
+        diffs = [a[metric] - b[metric] for a, b in zip(repeats, reference, strict=True)]
+        out[metric] = {"mean": statistics.fmean(diffs), "min": min(diffs), "max": max(diffs)}
+    return out

@@ -1,0 +1,84 @@
+"""Chunk vectors with their section context, for ``bench/retrieval_cv.py``'s ``context`` idea.
+
+Each chunk of ``bench/retrieval.py``'s cached index is embedded again as
+``"<document title>. <chapter> > <section> > ...\\n<chunk text>"``: the heading path is that of
+the last PDF outline entry (bookmark, read with pypdfium2) that starts on or before the chunk's
+first page, and the title is the PDF's metadata title, or the file name when it has none. The
+stored chunk text is not changed (citations quote it); only what the vector sees. The vectors
+are computed with the index's embedder and precision and cached in ``.lakehouse/bench/
+retrieval_cv/`` beside the candidate lists (a few minutes of CPU on 13,528 chunks: run under
+the heavy-run lock).
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.corpus import DOCUMENTS, document_path
+
+SKIPPED = {"contents", "short contents", "list of figures", "list of tables", "index"}
+
+
+def outline(name: str) -> tuple[str, list[tuple[int, tuple[str, ...]]]]:
+    """(title, [(1-based first page, heading path)]) of one evaluation document, by page."""
+    import pypdfium2 as pdfium
+
+    pdf = pdfium.PdfDocument(str(document_path(name)))
+    try:
+        title = (pdf.get_metadata_dict().get("Title") or "").strip() or Path(DOCUMENTS[name]).stem
+        stack: list[str] = []
+        entries: list[tuple[int, tuple[str, ...]]] = []
+        for mark in pdf.get_toc(max_depth=8):
+            dest = mark.get_dest()
+            index = dest.get_index() if dest is not None else None
+            heading = " ".join((mark.get_title() or "").split())
+            if index is None or not heading:
+                continue
+            del stack[mark.level :]
+            stack.append(heading)
+            if heading.lower() not in SKIPPED:
+                entries.append((int(index) + 1, tuple(stack)))
+        entries.sort(key=lambda entry: entry[0])  # stable: document order within a page
+        return title, entries
+    finally:
+        pdf.close()
+
+
+def heading_at(entries: list[tuple[int, tuple[str, ...]]], page: int) -> tuple[str, ...]:
+    """The heading path of the last outline entry starting on or before ``page`` (none before
+    the first one)."""
+    position = bisect.bisect_right([first for first, _ in entries], page)
+    return entries[position - 1][1] if position else ()
+
+
+def context_text(title: str, headings: tuple[str, ...], text: str) -> str:
+    prefix = f"{title}. {' > '.join(headings)}" if headings else f"{title}."
+    return f"{prefix}\n{text}"
+
+
+def context_vectors(table: Any, chunk_ids: list[str], settings: Any, document_names: dict[str, str]) -> Any:
+    """Vectors of the chunks ``chunk_ids`` (in that order) embedded with their context."""
+    import numpy as np
+
+    from processing.embedding import get_embedder
+
+    rows = table.to_arrow().select(["chunk_id", "document_id", "page_start", "text"]).to_pylist()
+    by_id = {row["chunk_id"]: row for row in rows}
+    outlines = {name: outline(name) for name in DOCUMENTS}
+    texts = []
+    for chunk in chunk_ids:
+        row = by_id[chunk]
+        title, entries = outlines[document_names[row["document_id"]]]
+        texts.append(context_text(title, heading_at(entries, int(row["page_start"])), row["text"]))
+    embedder = get_embedder(settings.embedding)
+    out = np.empty((len(texts), 384), dtype=np.float32)
+    started = time.perf_counter()
+    for begin in range(0, len(texts), 256):
+        out[begin : begin + 256] = embedder.encode(texts[begin : begin + 256])
+        done = min(begin + 256, len(texts))
+        print(f"\r  context embedding: {done}/{len(texts)} ({done / (time.perf_counter() - started):.0f}/s)", end="")
+    print(flush=True)
+    return out
