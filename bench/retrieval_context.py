@@ -1,7 +1,7 @@
 """Chunk vectors with their section context, for ``bench/retrieval_cv.py``'s ``context`` idea.
 
 Each chunk of ``bench/retrieval.py``'s cached index is embedded again as
-``"<document title>. <chapter> > <section> > ...\\n<chunk text>"``: the heading path is that of
+``"<document title>. <chapter> > <section> > ...\\n<chunk text>"`` (or without the title): the heading path is that of
 the last PDF outline entry (bookmark, read with pypdfium2) that starts on or before the chunk's
 first page, and the title is the PDF's metadata title, or the file name when it has none. The
 stored chunk text is not changed (citations quote it); only what the vector sees. The vectors
@@ -55,12 +55,17 @@ def heading_at(entries: list[tuple[int, tuple[str, ...]]], page: int) -> tuple[s
 
 
 def context_text(title: str, headings: tuple[str, ...], text: str) -> str:
-    prefix = f"{title}. {' > '.join(headings)}" if headings else f"{title}."
-    return f"{prefix}\n{text}"
+    """``"<title>. <heading> > <subheading>\\n<text>"``; either part may be empty (no prefix at all
+    when both are)."""
+    prefix = " ".join(part for part in (f"{title}." if title else "", " > ".join(headings)) if part)
+    return f"{prefix}\n{text}" if prefix else text
 
 
-def context_vectors(table: Any, chunk_ids: list[str], settings: Any, document_names: dict[str, str]) -> Any:
-    """Vectors of the chunks ``chunk_ids`` (in that order) embedded with their context."""
+def context_vectors(
+    table: Any, chunk_ids: list[str], settings: Any, document_names: dict[str, str], *, with_title: bool = True
+) -> Any:
+    """Vectors of the chunks ``chunk_ids`` (in that order) embedded with their context (the
+    heading path alone when not ``with_title``)."""
     import numpy as np
 
     from processing.embedding import get_embedder
@@ -72,7 +77,8 @@ def context_vectors(table: Any, chunk_ids: list[str], settings: Any, document_na
     for chunk in chunk_ids:
         row = by_id[chunk]
         title, entries = outlines[document_names[row["document_id"]]]
-        texts.append(context_text(title, heading_at(entries, int(row["page_start"])), row["text"]))
+        headings = heading_at(entries, int(row["page_start"]))
+        texts.append(context_text(title if with_title else "", headings, row["text"]))
     embedder = get_embedder(settings.embedding)
     out = np.empty((len(texts), 384), dtype=np.float32)
     started = time.perf_counter()

@@ -24,7 +24,8 @@ Families (each is a grid; the ideas add one knob to the current grid):
 - ``prf``: pseudo-relevance feedback: the vector list re-queried (exact scan) with
   ``q + b * mean(vectors of hybrid's top-3 chunks)``, b 0.5 / 1.
 - ``context``: the vector list from chunk vectors embedded with the document title and section
-  heading path (``bench/retrieval_context.py``), replacing or added to the shipped list.
+  heading path (``bench/retrieval_context.py``), replacing or added to the shipped list;
+  ``context_headings``: the heading path alone (no title), replacing it.
 - ``exact``: the vector list by an exact scan of the stored vectors (the reference the ``prf``
   and ``context`` lists are exact scans against; the shipped course of 13,528 chunks uses IVF_PQ).
 
@@ -114,6 +115,7 @@ IDEAS: dict[str, tuple[float, ...]] = {
     "exact": (0.0,),
     "context": (0.0,),  # the context list replaces the shipped vector list
     "context_extra": (0.5, 1.0),  # the context list added beside it, with this weight
+    "context_headings": (0.0,),  # vectors of the heading path and text, no title, replacing it
 }
 
 
@@ -129,14 +131,14 @@ class Corpus:
     """The course's chunks (rows keyed by chunk id, unit vectors in one matrix), each query's
     fetched lists, and the idea lists computed from them (memoised)."""
 
-    def __init__(self, data: dict[str, Any], context: Any = None) -> None:
+    def __init__(self, data: dict[str, Any], contexts: dict[str, Any] | None = None) -> None:
         import numpy as np
 
         self.rows: dict[str, dict[str, Any]] = data["rows"]
         self.ids: list[str] = data["ids"]
         self.vectors = data["vectors"]
         self.queries: dict[str, dict[str, Any]] = data["queries"]
-        self.context = context
+        self.contexts = contexts or {}  # "full" (title and headings), "headings": vector matrices
         self.position = {chunk: i for i, chunk in enumerate(self.ids)}
         pages: dict[tuple[str, int], list[int]] = {}
         for i, chunk in enumerate(self.ids):
@@ -194,8 +196,9 @@ def fuse(corpus: Corpus, query_id: str, point: Point, settings: Any, mode: str =
     text_rows = corpus._rows(q["rewrite_ids" if point.idea == "rewrite" else "text_ids"])
     if point.idea == "exact":
         vector_rows = corpus.memo(("exact", query_id), lambda: corpus.exact(q["vector"]))
-    elif point.idea == "context":
-        vector_rows = corpus.memo(("context", query_id), lambda: corpus.exact(q["vector"], corpus.context))
+    elif point.idea in ("context", "context_headings"):
+        kind = "full" if point.idea == "context" else "headings"
+        vector_rows = corpus.memo((kind, query_id), lambda: corpus.exact(q["vector"], corpus.contexts[kind]))
     elif point.idea == "prf":
         first = fuse(corpus, query_id, replace(point, idea="none"), settings)[:3]
         mean = corpus.vectors[[corpus.position[e["row"]["chunk_id"]] for e in first]].mean(axis=0)
@@ -213,7 +216,7 @@ def fuse(corpus: Corpus, query_id: str, point: Point, settings: Any, mode: str =
             ("page_rank", corpus.memo(("pages", query_id), lambda: corpus.page_list(query_id)), point.strength)
         )
     if mode == "hybrid" and point.idea == "context_extra":
-        extra = corpus.memo(("context", query_id), lambda: corpus.exact(q["vector"], corpus.context))
+        extra = corpus.memo(("full", query_id), lambda: corpus.exact(q["vector"], corpus.contexts["full"]))
         lists.append(("context_rank", extra, point.strength))
     entries = rrf_entries(lists, rrf_k=point.rrf_k)
     pool = entries[: max(K, point.page_pool)]
@@ -367,21 +370,24 @@ def main(argv: list[str] | None = None) -> int:
         print("fetching the candidate lists (once per query) ...", flush=True)
         lists.write_bytes(pickle.dumps(fetch(settings, index, truths)))
     data = pickle.loads(lists.read_bytes())  # noqa: S301 - written by this bench, above
-    context = None
-    if any(f.startswith("context") for f in families):
+    contexts = {}
+    wanted = {"full" for f in families if f in ("context", "context_extra")}
+    wanted |= {"headings" for f in families if f == "context_headings"}
+    for kind in sorted(wanted):
         import numpy as np
 
-        vectors_path = cache_dir / f"context-vectors-{key}.npy"
+        vectors_path = cache_dir / f"context-vectors-{key}{'' if kind == 'full' else '-headings'}.npy"
         if not vectors_path.exists():
             from bench.retrieval_context import context_vectors
             from lake.vectors import connect, open_chunks
 
             lance = settings.lancedb.model_copy(update={"uri": str(index)})
             table = open_chunks(connect(lance), lance, create=False)
-            print("embedding the chunks with their section context ...", flush=True)
-            np.save(vectors_path, context_vectors(table, data["ids"], settings, names))
-        context = np.load(vectors_path)
-    corpus = Corpus(data, context)
+            print(f"embedding the chunks with their section context ({kind}) ...", flush=True)
+            matrix = context_vectors(table, data["ids"], settings, names, with_title=kind == "full")
+            np.save(vectors_path, matrix)
+        contexts[kind] = np.load(vectors_path)
+    corpus = Corpus(data, contexts)
 
     fold_sets = [stratified_folds(truths["questions"], args.folds, seed) for seed in range(args.seeds)]
     base = shipped_point(settings.lancedb)
@@ -411,10 +417,10 @@ def main(argv: list[str] | None = None) -> int:
         fixed = r["fixed"]
         print(f"  fixed {fixed['point']}: {fmt(fixed)}, phrases R@1 {fixed['phrases_recall@1']:.3f}")
 
-    if context is not None:
-        ranks = [rank_of(t, fuse(corpus, t.id, replace(base, idea="context"), settings.lancedb, "vector"), names)
-                 for t in truths["questions"]]  # fmt: skip
-        baselines["vector (alone, context vectors)"] = fixed_on_folds(ranks, fold_sets)
+    for kind in contexts:
+        idea = replace(base, idea="context" if kind == "full" else "context_headings")
+        ranks = [rank_of(t, fuse(corpus, t.id, idea, settings.lancedb, "vector"), names) for t in truths["questions"]]
+        baselines[f"vector (alone, context vectors: {kind})"] = fixed_on_folds(ranks, fold_sets)
     for r in results.values():
         if "current" in results:
             r["paired_vs_current"] = paired(r["cv_repeats"], results["current"]["cv_repeats"])

@@ -76,3 +76,5 @@ def test_a_chunk_gets_the_heading_path_of_the_last_outline_entry_before_its_page
     assert heading_at(entries, 8) == ("2 Overlays", "2.1 Pause")
     assert context_text("Beamer", ("2 Overlays", "2.1 Pause"), "text") == "Beamer. 2 Overlays > 2.1 Pause\ntext"
     assert context_text("Beamer", (), "text") == "Beamer.\ntext"
+    assert context_text("", ("2 Overlays",), "text") == "2 Overlays\ntext"
+    assert context_text("", (), "text") == "text"
