@@ -60,7 +60,7 @@ class SearchService:
 
     def load(self) -> None:
         """Opens the query embedder and LanceDB and warms both up (blocking: run it off the loop)."""
-        from lake.course_cache import CourseCache
+        from lake.course_cache import course_cache
         from lake.search import hybrid_search
         from lake.vectors import connect
         from processing.query_embedding import query_embedder
@@ -70,7 +70,7 @@ class SearchService:
         try:
             self._embedder = query_embedder(self.settings.embedding)
             self._db = connect(lance)
-            self._cache = CourseCache(lance.course_cache_mb * 2**20, lance.course_cache_max_rows)
+            self._cache = course_cache(lance)
             hybrid_search(
                 self._db,
                 str(uuid.UUID(int=0)),

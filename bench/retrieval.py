@@ -203,18 +203,18 @@ def index_stats(table: Any) -> dict[str, dict[str, int]]:
 
 
 def evaluate(
-    db: Any, settings: Settings, truths: dict[str, list[Truth]], *, course_cache: bool = True
+    db: Any, settings: Settings, truths: dict[str, list[Truth]], *, cached: bool = True
 ) -> tuple[dict[str, dict[str, dict]], dict[str, dict[str, list]]]:
-    """(figures[half][mode], per-query (rank, top-5 spans, ms)[half][mode]). With ``course_cache``
+    """(figures[half][mode], per-query (rank, top-5 spans, ms)[half][mode]). With ``cached``
     the searches go through a course cache as the API's do (``lake.course_cache``)."""
-    from lake.course_cache import CourseCache
+    from lake.course_cache import course_cache
     from lake.search import SEARCH_MODES
     from lake.search import hybrid_search as search
     from processing.embedding import get_embedder
 
     embedder = get_embedder(settings.embedding)
     lance = settings.lancedb
-    cache = CourseCache(lance.course_cache_mb * 2**20, lance.course_cache_max_rows) if course_cache else None
+    cache = course_cache(lance, synchronous=True) if cached else None
 
     def hybrid_search(*args: Any, **kwargs: Any) -> Any:
         return search(*args, **kwargs, cache=cache)
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{table.count_rows()} chunks; indexes: {stats}")
     search_settings = settings.model_copy(update={"lancedb": lance})
     print("querying (k=10) ...", flush=True)
-    figures, details = evaluate(db, search_settings, truths, course_cache=not args.no_course_cache)
+    figures, details = evaluate(db, search_settings, truths, cached=not args.no_course_cache)
     print()
     print_table(figures)
     if args.show_misses:

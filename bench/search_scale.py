@@ -166,7 +166,7 @@ def flat_vector(table: Any, query_vector: Any, where: str, k: int) -> list[dict]
 
 
 def measure(path: Path, settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
-    from lake.course_cache import CourseCache
+    from lake.course_cache import course_cache
     from lake.search import SEARCH_MODES, full_text, hybrid_search
     from lake.vectors import connect, open_chunks, quote
     from processing.embedding import get_embedder
@@ -200,7 +200,7 @@ def measure(path: Path, settings: Settings, args: argparse.Namespace) -> dict[st
     # As an API process serves it: a course cache (lake.course_cache, the API's default budget)
     # and kept table handles. The first search of a course reads its rows; a course searched
     # again within the budget is answered from memory (its vector side and verbatim check).
-    cache = CourseCache(lance.course_cache_mb * 2**20, lance.course_cache_max_rows)
+    cache = course_cache(lance, synchronous=True)
     first, again = [], []
     for course, query in queries:
         for times in (first, again):

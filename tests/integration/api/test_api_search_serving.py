@@ -45,12 +45,13 @@ def test_query_embedder_vectors_are_within_cosine_0_99_of_the_pipelines(api_sett
         assert cosines.min() >= 0.99, (name, cosines)
 
 
-def _seed_chunks(settings, course_id: str, count: int = 120) -> None:
+def _seed_chunks(settings, course_id: str, count: int = 120, *, extra: str = "") -> None:
     from lake.vectors import chunk_rows, connect, ensure_fts_index, open_chunks, upsert_chunks
     from processing.query_embedding import query_embedder
 
     words = "matrix vector eigenvalue basis span kernel rank determinant inverse linear map subspace".split()
     texts = [" ".join(words[(i * 5 + j) % len(words)] for j in range(40)) + f" passage {i}" for i in range(count)]
+    texts = [text + extra for text in texts]
     vectors = query_embedder(settings.embedding).encode(texts)
     document_id = str(uuid.uuid4())
     rows = [
@@ -93,8 +94,10 @@ def test_first_search_of_a_fresh_api_process_is_as_fast_as_the_next_and_torch_is
 ):
     settings = derive(api_settings, lancedb={"uri": str(tmp_path / "lancedb")})
     teacher = sign_up(client, role="instructor")
-    course = create_course(client, teacher, title="Searchable")
-    _seed_chunks(settings, course["id"])
+    courses = [create_course(client, teacher, title=f"Searchable {i}") for i in range(len(QUERIES))]
+    for course in courses:
+        _seed_chunks(settings, course["id"])
+    course = courses[0]
 
     port = free_port()
     server = subprocess.Popen(
@@ -122,16 +125,32 @@ def test_first_search_of_a_fresh_api_process_is_as_fast_as_the_next_and_torch_is
         assert [d["ok"] for d in ready.json()["dependencies"] if d["name"] == "search"] == [True]
 
         with httpx.Client(base_url=base, headers=teacher.headers, timeout=30) as http:
-            url = f"/v1/courses/{course['id']}/search"
+            # The process's first search against the first searches of other courses of the same
+            # size in the now warm process: a course's first search is answered by LanceDB while
+            # the course cache (lake.course_cache) reads it in the background, so what differs
+            # is only what a fresh process has not loaded yet (model, table handle, index files).
             timings = []
-            for query in QUERIES:  # a different query each time: nothing is answered from a cache
+            for other, query in zip(courses, QUERIES, strict=True):  # a different query each time
                 started = time.perf_counter()
-                found = http.get(url, params={"q": query, "k": 5})
+                found = http.get(f"/v1/courses/{other['id']}/search", params={"q": query, "k": 5})
                 timings.append(time.perf_counter() - started)
                 assert found.status_code == 200, found.text
+                assert found.json()["hits"], "the seeded course has chunks"
             first, rest = timings[0], statistics.median(timings[1:])
+            print(f"first search {first * 1000:.1f} ms; other courses' first searches {rest * 1000:.1f} ms")
             assert first <= 2 * rest, f"first search {first * 1000:.1f} ms, the next ones {rest * 1000:.1f} ms"
-            assert found.json()["hits"], "the seeded course has chunks"
+            url = f"/v1/courses/{course['id']}/search"
+
+            # A course searched before is served from the process's course cache; chunks written
+            # since (another process: the stream) are found all the same, within moments.
+            assert not http.get(url, params={"q": "axolotl", "mode": "text"}).json()["hits"]
+            _seed_chunks(settings, course["id"], 5, extra=" axolotl")
+            written, hits = time.monotonic(), []
+            while not hits and time.monotonic() - written < 15:
+                hits = http.get(url, params={"q": "axolotl", "mode": "text", "k": 10}).json()["hits"]
+                time.sleep(0.05)
+            print(f"new chunks found {time.monotonic() - written:.2f} s after their write")
+            assert len(hits) == 5 and all("axolotl" in hit["text"] for hit in hits)
 
             text = http.get(url, params={"q": "eigenvalue", "mode": "text", "k": 3})
             assert text.status_code == 200 and all("eigenvalue" in h["text"] for h in text.json()["hits"])
