@@ -94,12 +94,12 @@ def _seed(spark, settings: Settings, documents: list[tuple[str, int, int]]) -> d
     return pdfs
 
 
-def _expected_ids(settings: Settings, document_id: str, pdf: bytes, size: int) -> set[str]:
+def _expected_ids(settings: Settings, document_id: str, pdf: bytes, size: int, version: int = 1) -> set[str]:
     """From the PDF, not from what the reprocess wrote: a lost chunk must fail the test."""
     pages = extract_pages(pdf, 0, page_count(pdf), extractor=settings.ingest.extractor)
-    chunks = chunk_pages(pages, document_id=document_id, version=1, chunk_size=size,
+    chunks = chunk_pages(pages, document_id=document_id, version=version, chunk_size=size,
                          chunk_overlap=settings.ingest.chunk_overlap)  # fmt: skip
-    return {chunk_id(document_id, 1, i) for i in range(len(chunks))}
+    return {chunk_id(document_id, version, i) for i in range(len(chunks))}
 
 
 def _lance_ids(settings: Settings, table: str, course: str) -> list[str]:
@@ -222,53 +222,73 @@ def test_gold_made_after_the_switch_cites_only_the_new_versions_chunks(spark, la
     assert not gold.read_where(settings, gold.GOLD_NOTES, course_id=lake.other)
 
 
-def _index_through_the_stream(spark, settings: Settings, course: str, pdf: bytes) -> DocumentUploaded:
-    """One upload through the stream's micro-batch handler (``DocumentIngestor.process_batch``:
-    bronze, extraction, text-first write, embedding, silver and LanceDB writes, documents row),
-    fed the Kafka row it would read; embedded on the driver (the model is loaded here already)."""
+def _index_through_the_stream(spark, settings: Settings, course: str, uploads: list[dict]) -> list[DocumentUploaded]:
+    """Uploads (``upload``'s keyword arguments) through the stream's micro-batch handler
+    (``DocumentIngestor.process_batch``: bronze, extraction, text-first write, embedding, silver
+    and LanceDB writes, documents rows), fed the Kafka rows it would read, in one batch; embedded
+    on the driver (the model is loaded here already)."""
     from spark_jobs.ingest.batch import DocumentIngestor
     from tests.integration.spark_jobs.ingest_testkit import RecordingSink, upload
 
-    event = upload(settings, None, pdf, course_id=course, filename="late.pdf", publish_event=False)
-    row = ("documents", 0, 0, event.document_id, event.model_dump_json(), datetime.now(UTC))
-    frame = spark.createDataFrame([row], "topic string, partition int, offset long, key string, value string, "
-                                         "timestamp timestamp")  # fmt: skip
+    events = [upload(settings, None, course_id=course, publish_event=False, **u) for u in uploads]
+    rows = [("documents", 0, i, e.document_id, e.model_dump_json(), datetime.now(UTC)) for i, e in enumerate(events)]
+    frame = spark.createDataFrame(rows, "topic string, partition int, offset long, key string, value string, "
+                                        "timestamp timestamp")  # fmt: skip
     driver = settings.model_copy(update={"embedding": settings.embedding.model_copy(update={"placement": "driver"})})
     sink = RecordingSink()
-    DocumentIngestor(spark, driver, sink, app_id=f"late-{event.document_id}").process_batch(frame, 0)
-    assert sink.of("indexed", event.document_id), sink.of("failed", event.document_id)
-    return event
+    DocumentIngestor(spark, driver, sink, app_id=f"late-{events[0].event_id}").process_batch(frame, 0)
+    for e in events:
+        assert sink.of("indexed", e.document_id), sink.of("failed", e.document_id)
+    return events
 
 
-def test_an_upload_indexed_between_the_catch_up_and_the_switch_is_searchable_after_it(spark, lake):
-    """The race: the stream indexes an upload after the reprocess's catch-up read the scope's
+def test_uploads_indexed_between_the_catch_up_and_the_switch_are_served_after_it(spark, lake):
+    """The race: the stream indexes uploads after the reprocess's catch-up read the scope's
     documents (here at the switch's announcement, the checks done), so into the live table of
-    the moment. The switch must not lose it: the new version serves it, each chunk once."""
+    the moment: a new document, and a new version of one the reprocess rebuilt. The switch
+    must lose neither: the new version serves the new document (each chunk once) and the new
+    version of the other, not the rebuilt old one, which stays superseded in silver."""
     from processing.embedding import get_embedder
 
     settings, course = lake.settings, lake.course
     db = connect(settings.lancedb)
     before = index_versions.live_version(db, settings)
-    pdf = samples.course_book(2, seed=21, chars=1200, title="Zeolite Catalysis Handbook").pdf
+    size = before.chunk_size - 50  # a new chunking: the rebuilt documents' counts change
+    replaced = sorted(lake.pdfs)[0]
+    pdf = samples.course_book(2, seed=21, chars=1200, title="Zeolite Catalysis").pdf
+    edition = samples.course_book(2, seed=22, chars=1200, title="Quokka Ecology").pdf
     late: list[DocumentUploaded] = []
 
     def upload_before_the_switch(p: Progress) -> None:
         if p.stage == "switch" and not late:
-            late.append(_index_through_the_stream(spark, settings, course, pdf))
+            late.extend(_index_through_the_stream(spark, settings, course, [
+                {"data": pdf, "filename": "late.pdf"},
+                {"data": edition, "filename": "v2.pdf", "document_id": replaced, "version": 2, "replaces_version": 1},
+            ]))  # fmt: skip
 
-    result = reprocess(spark, settings, Scope("course", course), progress=upload_before_the_switch)
+    result = reprocess(spark, settings, Scope("course", course), chunk_size=size, progress=upload_before_the_switch)
 
-    [event] = late
-    expected = _expected_ids(settings, event.document_id, pdf, before.chunk_size)  # as the live version cuts
+    [event, _] = late
+    expected = _expected_ids(settings, event.document_id, pdf, before.chunk_size)  # as the live version cut it
+    second = _expected_ids(settings, replaced, edition, before.chunk_size, version=2)
     retired = _lance_ids(settings, before.table_name, course)
-    assert expected <= set(retired)  # the stream wrote it into the table live at that moment
+    assert expected | second <= set(retired)  # the stream wrote them into the table live at that moment
     live = index_versions.live_index(db, settings.lancedb)
     assert live.version == result.version.version != before.version
     new = _lance_ids(settings, live.table_name, course)
     assert not [i for i, n in Counter(new).items() if n > 1], "duplicate chunks in the new version"
     assert expected <= set(new), f"{len(expected - set(new))} of {len(expected)} late chunks missing after the switch"
-    hits = hybrid_search(db, course, "zeolite catalysis handbook", 5, get_embedder(settings.embedding),
-                         settings=settings.lancedb)  # fmt: skip
-    assert hits and hits[0].document_id == event.document_id, hits
+    rows = open_chunks(db, settings.lancedb, create=False, name=live.table_name).search().where(
+        f"document_id = '{replaced}'").limit(None).to_arrow()  # fmt: skip
+    assert set(rows["chunk_id"].to_pylist()) == second and set(rows["version"].to_pylist()) == {2}
+    handover = result.handover
+    assert (handover.documents, handover.chunks, handover.dropped) == (2, len(expected | second), 1)
+    embedder = get_embedder(settings.embedding)
+    for query, found in (("zeolite catalysis", (event.document_id, 1)), ("quokka ecology", (replaced, 2))):
+        hits = hybrid_search(db, course, query, 5, embedder, settings=settings.lancedb)
+        assert hits and (hits[0].document_id, hits[0].version) == found, (query, hits)
+    current = {r["version"]: r["is_current"] for r in delta_rows(settings, tables.SILVER_DOCUMENTS)
+               if r["document_id"] == replaced}  # fmt: skip
+    assert current == {1: False, 2: True}
     states = {v.version: v.state for v in index_versions.list_versions(db)}
     assert (states[before.version], states[live.version]) == ("retired", "live")
