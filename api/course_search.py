@@ -16,6 +16,8 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from starlette.concurrency import run_in_threadpool
+
 from api.auth import Principal
 from api.errors import ServiceUnavailable
 from api.services import CourseService
@@ -96,10 +98,24 @@ class SearchService:
         self, course_id: uuid.UUID, principal: Principal, query: str, k: int, *, mode: SearchMode = "hybrid"
     ) -> tuple[list[dict[str, Any]], int]:
         """The hits and the index version (``lake.index_versions``) they were searched in."""
+        self.courses.require_visible(course_id, principal)
+        return self.search_visible(course_id, principal, query, k, mode=mode)
+
+    async def asearch_with_version(
+        self, course_id: uuid.UUID, principal: Principal, query: str, k: int, *, mode: SearchMode = "hybrid"
+    ) -> tuple[list[dict[str, Any]], int]:
+        """``search_with_version`` from the event loop: the membership check on the loop (its
+        cache entries usually read by the request edge already), the search on a worker thread."""
+        await self.courses.arequire_visible(course_id, principal)
+        return await run_in_threadpool(self.search_visible, course_id, principal, query, k, mode=mode)
+
+    def search_visible(
+        self, course_id: uuid.UUID, principal: Principal, query: str, k: int, *, mode: SearchMode = "hybrid"
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The search of a course the caller was checked to see."""
         from lake.index_versions import live_index
         from lake.search import hybrid_search
 
-        self.courses.require_visible(course_id, principal)
         if not self._loaded.wait(LOAD_WAIT_S) or self._error is not None:
             raise ServiceUnavailable("Search is not available yet; try again shortly.")
         index = live_index(self._db, self.settings.lancedb)

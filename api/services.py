@@ -97,9 +97,11 @@ class CourseService:
         return present_course(course, role)
 
     def edge_reads(self, path: str, user_id: str) -> list[str]:
-        """The cache entries ``aview`` reads for ``GET path`` (``/v1/courses/{id}``), for the
-        request edge to read in its own round trip; [] for any other path."""
+        """The cache entries ``arequire_visible`` reads for ``GET path`` (``/v1/courses/{id}`` and
+        its ``/search``), for the request edge to read in its own round trip; [] for any other path."""
         parts = path.split("/")
+        if len(parts) == 5 and parts[4] == "search":  # a search checks the same membership
+            parts = parts[:4]
         if len(parts) != 4 or parts[:3] != ["", "v1", "courses"] or len(parts[3]) < 32:
             return []
         try:
@@ -109,8 +111,13 @@ class CourseService:
         return [course_key(cid), member_key(cid, user_id)]
 
     async def aview(self, course_id: uuid.UUID, principal: Principal) -> dict[str, Any]:
-        """``view`` on the event loop: membership and course in one Redis round trip when both
-        are cached; with the cache off, both PostgreSQL reads in one thread-pool hop."""
+        """``view`` on the event loop (``arequire_visible``)."""
+        return present_course(*await self.arequire_visible(course_id, principal))
+
+    async def arequire_visible(self, course_id: uuid.UUID, principal: Principal) -> tuple[dict[str, Any], str]:
+        """``require_visible`` on the event loop: membership and course in one Redis round trip
+        when both are cached (none when the request edge read them: ``edge_reads``); with the
+        cache off, both PostgreSQL reads in one thread-pool hop."""
         cid = str(course_id)
         user_id = str(principal.user_id)
         if not self.cache.enabled:
@@ -123,7 +130,7 @@ class CourseService:
             if row is None or role is None:
                 raise NotFound("No course with this id.")
             course = jsonable({k: v for k, v in row.items() if k != "member_role"})
-            return present_course(course, role)
+            return course, role
         on_loop = self.repo.adb is not None  # misses load on the event loop's pools
 
         async def amembership() -> dict[str, Any]:
@@ -144,7 +151,7 @@ class CourseService:
             course = (await self.cache.aget_many([("course", course_key(cid), load)]))[0]
         if role is None or course is None:
             raise NotFound("No course with this id.")
-        return present_course(course, role)
+        return course, role
 
     def my_courses(self, principal: Principal) -> list[dict[str, Any]]:
         """The caller's courses: enrolments on the user shard, then a bounded fan-out to course shards."""

@@ -198,7 +198,12 @@ def main(argv: list[str] | None = None) -> int:
         rows = copy_course(source, settings, course_id)
         print(f"course {course_id}: {rows} chunks copied and indexed in {time.perf_counter() - started:.1f} s")
         with httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
-            http_round(http, course_id, queries, 20)  # warm-up: the table handle, index files, connection
+            # The course's first search is answered by LanceDB while the API's course cache reads
+            # the course in the background (a few seconds for 13,500 chunks); what is measured is
+            # a course searched before, as a course being studied is.
+            http_round(http, course_id, queries, 1)
+            time.sleep(8)
+            http_round(http, course_id, queries, 20)  # warm-up: index files, connection
             in_process_round(settings, course_id, queries, 20)
             for number in range(1, args.rounds + 1):
                 results = {

@@ -53,6 +53,7 @@ _SEPARATOR = "\n"  # never inside normalised text, so no match spans two chunks
 _ROW_BREAK = "qqzrowbreakzqq"  # a token the index's tokenizer keeps as it is, between rows tokenized at once
 FRAGMENT_BITS = 32
 TOKENIZE_BATCH = 500
+LOAD_DELAY_S = 0.05
 
 
 def normalized_words(text: str) -> str:
@@ -236,6 +237,7 @@ class CourseCache:
     def _work(self) -> None:
         while True:
             table, course_id = self._queue.get()
+            time.sleep(LOAD_DELAY_S)  # let the search that asked finish first: both want the same cores
             key = (str(getattr(table, "name", "")), course_id)
             try:
                 self._update(table, key)

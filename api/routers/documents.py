@@ -74,7 +74,7 @@ search_router = APIRouter(
 
 
 @search_router.get("", response_model=SearchResults)
-def search_course(
+async def search_course(
     course_id: uuid.UUID,
     principal: PrincipalDep,
     services: ServicesDep,
@@ -90,5 +90,5 @@ def search_course(
 ) -> dict:
     """Hybrid search (vector + full text, fused by reciprocal rank) over the course's indexed
     documents, with the page span of every passage; `mode` picks one side alone."""
-    hits, index_version = services.search.search_with_version(course_id, principal, q, k, mode=mode)
+    hits, index_version = await services.search.asearch_with_version(course_id, principal, q, k, mode=mode)
     return {"query": q, "hits": hits, "index_version": index_version}
