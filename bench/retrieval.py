@@ -2,11 +2,13 @@
 and the shipped hybrid search, side by side, on the evaluation set of ``bench/retrieval/``.
 
 The index is built with the platform's own code: ``processing.pdf`` extraction,
-``processing.chunking.chunk_pages`` with ``ingest.chunk_size/chunk_overlap``, the embedder of
-``embedding``, ``lake.vectors`` rows, and the write/index steps of the ingestion job's LanceDB
-writer (``open_chunks`` creates the table and its FTS index, one ``upsert_chunks`` per document,
-then ``ensure_vector_index`` and, where it exists, ``refresh_indexes``). All four documents go
-into one course, as a student's would. The index is cached under
+``processing.chunking.chunk_pages`` with ``ingest.chunk_size/chunk_overlap`` and each PDF's title
+and outline (``processing.pdf.outline``: chunks are embedded with their section context, as the
+job embeds them), the embedder of ``embedding``, ``lake.vectors`` rows, and the write/index steps
+of the ingestion job's LanceDB writer (``open_chunks`` creates the table and its FTS index, one
+``upsert_chunks`` per document, then ``ensure_vector_index`` and, where it exists,
+``refresh_indexes``). All four documents go into one course, as a student's would. The index is
+cached under
 ``.lakehouse/bench/retrieval/index-<hash>``, keyed by the extractor, chunk settings, embedding
 model and precision, the LanceDB settings and the source of the modules that build it, so a re-run
 only queries. Queries go through ``lake.search.hybrid_search(..., mode=...)`` with k=10 (the
@@ -125,8 +127,9 @@ def extract(name: str, settings: Settings) -> list:
 def build_index(path: Path, settings: Settings, inputs: dict[str, Any]) -> dict[str, Any]:
     """Extracts, chunks, embeds and writes the four documents into a LanceDB table at ``path``."""
     from lake import vectors
-    from processing.chunking import chunk_pages
+    from processing.chunking import chunk_pages, document_title
     from processing.embedding import get_embedder
+    from processing.pdf import outline
 
     started = time.perf_counter()
     seconds: dict[str, float] = {"extract": 0.0, "chunk": 0.0, "embed": 0.0, "write": 0.0}
@@ -141,18 +144,21 @@ def build_index(path: Path, settings: Settings, inputs: dict[str, Any]) -> dict[
         pages = extract(name, settings)
         seconds["extract"] += time.perf_counter() - lap
         lap = time.perf_counter()
+        title, entries = outline(document_path(name).read_bytes())  # the section context, as ingestion reads it
         chunks = chunk_pages(
             pages,
             document_id=document_id(name),
             version=1,
             chunk_size=settings.ingest.chunk_size,
             chunk_overlap=settings.ingest.chunk_overlap,
+            title=document_title(title, Path(DOCUMENTS[name]).name),
+            outline=entries,
         )
         seconds["chunk"] += time.perf_counter() - lap
         lap = time.perf_counter()
         vectors_ = []
         for begin in range(0, len(chunks), EMBED_STEP):
-            vectors_.extend(embedder.encode([c.text for c in chunks[begin : begin + EMBED_STEP]]))
+            vectors_.extend(embedder.encode([c.embedding_text for c in chunks[begin : begin + EMBED_STEP]]))
             done, elapsed = min(begin + EMBED_STEP, len(chunks)), time.perf_counter() - lap
             print(f"\r  {name}: {done}/{len(chunks)} chunks embedded ({done / elapsed:.1f} chunks/s)", end="")
         print(flush=True)

@@ -171,10 +171,10 @@ class LanceDBSettings(_Section):
         5_000, ge=0, description="A course with at most this many chunks is searched by exact scan, not the IVF index"
     )
     refine_factor: int = Field(10, ge=1, description="Re-rank refine_factor * k candidates on full vectors")
-    rrf_k: int = Field(30, ge=1, description="Reciprocal rank fusion constant (bench/retrieval.py chose 30 over 60)")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant (60: chosen with context vectors)")
     vector_weight: float = Field(1.0, ge=0, description="Weight of the vector list in the fusion")
     text_weight: float = Field(
-        0.6, ge=0, description="Weight of the BM25 list in the fusion (0.6: best on bench/retrieval's questions)"
+        0.5, ge=0, description="Weight of the BM25 list in the fusion (0.5: chosen with context vectors)"
     )
     phrase_weight: float = Field(
         2.0, ge=0, description="Weight of the list of chunks quoting a 3+ word query verbatim in the fusion"
@@ -182,9 +182,9 @@ class LanceDBSettings(_Section):
     phrase_candidates: int = Field(50, ge=1, description="Chunks taken from the phrase query")
     one_hit_per_page: bool = Field(True, description="Search returns the best chunk of each page span only")
     page_weight: float = Field(
-        0.15, ge=0, description="A page's score adds this share of its other matching chunks' fused scores"
+        0.25, ge=0, description="A page's score adds this share of its other matching chunks' fused scores"
     )
-    page_pool: int = Field(40, ge=1, description="Best fused chunks grouped into pages (their columns are read)")
+    page_pool: int = Field(20, ge=1, description="Best fused chunks grouped into pages (their columns are read)")
     candidates: int = Field(50, ge=1, description="Candidates taken from each of vector and full-text search")
     parallel_sides: bool = Field(
         True, description="A search runs its full-text queries on a worker thread while it embeds the query"

@@ -237,8 +237,8 @@ class Rebuilder:
         import numpy as np
 
         from core.events import DocumentUploaded
-        from processing.chunking import chunk_pages
-        from processing.pdf import PdfRejected, extract_pages, page_count, require_text
+        from processing.chunking import chunk_pages, document_title
+        from processing.pdf import PdfRejected, extract_pages, outline, page_count, require_text
 
         name = f"document {document['document_id']} v{document['version']}"
         with self.lap("read"):
@@ -257,16 +257,18 @@ class Rebuilder:
         except PdfRejected as exc:
             raise ReprocessError(f"{name}: {exc.reason}") from exc
         with self.lap("chunk"):
+            title, entries = outline(data)  # the section context the stream embeds too; ("", []) if unreadable
             chunks = chunk_pages(
                 pages, document_id=document["document_id"], version=document["version"],
                 chunk_size=self.build.chunk_size, chunk_overlap=self.build.chunk_overlap,
+                title=document_title(title, document["filename"]), outline=entries,
             )  # fmt: skip
         vectors = []
         embedder = self.embedder()
         for start in range(0, len(chunks), EMBED_STEP):
             batch = chunks[start : start + EMBED_STEP]
             with self.lap("embed"):
-                vectors.append(embedder.encode([c.text for c in batch]).astype("float32"))
+                vectors.append(embedder.encode([c.embedding_text for c in batch]).astype("float32"))
             report(total // 2 + (batch[-1].page_end * (total - total // 2)) // max(total, 1), total)
         matrix = np.concatenate(vectors) if vectors else np.zeros((0, 0), dtype="float32")
         event = DocumentUploaded.model_construct(  # the row builders read its ids only

@@ -160,6 +160,58 @@ def _pdfium_page_count(data: bytes) -> int | None:
             document.close()
 
 
+OUTLINE_MAX_ENTRIES = 20_000  # bookmarks read at most: a hostile outline stays small
+OUTLINE_TIMEOUT_S = 10.0  # the outline is an extra: it may not take much of the document's budget
+# Not sections: front matter and back matter whose headings would only mislead the context.
+OUTLINE_SKIPPED = {"contents", "short contents", "list of figures", "list of tables", "index"}
+
+
+def outline(data: bytes) -> tuple[str, list[tuple[int, tuple[str, ...]]]]:
+    """(metadata title, [(1-based first page, heading path)]) from the PDF's bookmarks, in
+    document order; ("", []) when PDFium cannot open it or it has none. Feeds the chunks'
+    section context (``processing.chunking.section_context``)."""
+    import pypdfium2 as pdfium
+
+    with _PDFIUM_LOCK:
+        try:
+            document = pdfium.PdfDocument(data)
+        except Exception:  # noqa: BLE001 - no outline is not an error
+            return "", []
+        title = ""
+        try:
+            title = " ".join(str(document.get_metadata_dict().get("Title") or "").split())
+            stack: list[str] = []
+            entries: list[tuple[int, tuple[str, ...]]] = []
+            for mark in document.get_toc(max_depth=8):
+                if len(entries) >= OUTLINE_MAX_ENTRIES:
+                    break
+                dest = mark.get_dest()
+                index = dest.get_index() if dest is not None else None
+                heading = " ".join((mark.get_title() or "").split())
+                if index is None or not heading:
+                    continue
+                del stack[mark.level :]
+                stack.append(heading)
+                if heading.lower() not in OUTLINE_SKIPPED:
+                    entries.append((int(index) + 1, tuple(stack)))
+            return title, entries
+        except Exception:  # noqa: BLE001 - a damaged outline: chunks go without context
+            return title, []
+        finally:
+            document.close()
+
+
+def bounded_outline(data: bytes, limits: Limits) -> tuple[str, list[tuple[int, tuple[str, ...]]]]:
+    """``outline`` in a killable child (at most ``OUTLINE_TIMEOUT_S`` within the document's
+    budget); ("", []) when it times out, crashes or runs out of memory. Never raises: a document
+    whose outline cannot be read is indexed without section context, not rejected."""
+    try:
+        return run_bounded(outline, (data,), {}, deadline=time.time() + min(limits.timeout_s, OUTLINE_TIMEOUT_S),
+                           memory_mb=limits.memory_mb, what="reading its outline")  # fmt: skip
+    except Exception:  # noqa: BLE001 - a timeout, crash or failed fork: no context, not a rejection
+        return "", []
+
+
 def _extract_pdfium(data: bytes, start: int, stop: int) -> list[Page] | None:
     """PDFium's text of the range; None if PDFium cannot open the document at all."""
     import pypdfium2 as pdfium

@@ -14,7 +14,7 @@ from spark_jobs.ingest.events import Upload
 if TYPE_CHECKING:
     import numpy as np
 
-    from processing.chunking import Chunk
+    from processing.chunking import Chunk, OutlineEntry
     from processing.pdf import Page
 
 
@@ -27,11 +27,14 @@ class FailedDocument:
 
 @dataclass(frozen=True)
 class OpenedDocument:
-    """Raw bytes read and checked (hash, PDF structure): ready for extraction."""
+    """Raw bytes read and checked (hash, PDF structure): ready for extraction. ``title`` and
+    ``outline`` give the chunks their section context (``processing.chunking``); both may be empty."""
 
     upload: Upload
     data: bytes
     pages_total: int
+    title: str = ""
+    outline: tuple[OutlineEntry, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,8 @@ class ParsedDocument:
     pages_total: int
     pages: tuple[Page, ...]
     chunks: tuple[Chunk, ...] = ()
+    title: str = ""
+    outline: tuple[OutlineEntry, ...] = ()
 
 
 @dataclass(frozen=True)

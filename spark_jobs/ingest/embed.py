@@ -86,7 +86,8 @@ def warm_up_embedders(spark: SparkSession, settings: Settings) -> None:
 
 
 def _texts(document: ParsedDocument, group: ChunkGroup, per_task: int) -> list[str]:
-    return [c.text for c in document.chunks[group.begin : group.begin + per_task]]
+    # The section context too (``Chunk.embedding_text``): the stored text stays the chunk's own.
+    return [c.embedding_text for c in document.chunks[group.begin : group.begin + per_task]]
 
 
 def embed(

@@ -3,6 +3,7 @@ then chunking on the driver."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -97,7 +98,11 @@ def gather_pages(
         except PdfRejected as exc:
             out.append(FailedDocument(document.upload, exc.reason, document.pages_total))
             continue
-        out.append(ParsedDocument(document.upload, document.pages_total, ordered))
+        out.append(
+            ParsedDocument(
+                document.upload, document.pages_total, ordered, title=document.title, outline=document.outline
+            )
+        )
     return out
 
 
@@ -132,7 +137,7 @@ def extract(
 
 
 def chunk(document: ParsedDocument, settings: IngestSettings) -> ParsedDocument | FailedDocument:
-    """The document's chunks with page spans and stable ids (on the driver)."""
+    """The document's chunks with page spans, stable ids and section context (on the driver)."""
     event = document.upload.event
     chunks = chunk_pages(
         document.pages,
@@ -140,7 +145,9 @@ def chunk(document: ParsedDocument, settings: IngestSettings) -> ParsedDocument 
         version=event.version,
         chunk_size=settings.chunk_size,
         chunk_overlap=settings.chunk_overlap,
+        title=document.title,
+        outline=document.outline,
     )
     if not chunks:
         return FailedDocument(document.upload, REASON_NO_TEXT, document.pages_total)
-    return ParsedDocument(document.upload, document.pages_total, document.pages, tuple(chunks))
+    return dataclasses.replace(document, chunks=tuple(chunks))

@@ -1,5 +1,5 @@
 from core.ids import chunk_id
-from processing.chunking import chunk_pages
+from processing.chunking import CONTEXT_MAX_CHARS, chunk_pages, section_context
 from processing.pdf import Page
 
 
@@ -40,3 +40,25 @@ def test_chunk_pages_new_version_gets_new_ids():
     v1 = chunk_pages(_pages(2), document_id="d", version=1)
     v2 = chunk_pages(_pages(2), document_id="d", version=2)
     assert not {c.chunk_id for c in v1} & {c.chunk_id for c in v2}
+
+
+def test_a_chunk_carries_the_heading_path_of_its_section_for_the_embedding_only():
+    outline = [(3, ("2 Overlays",)), (3, ("2 Overlays", "2.1 Pause")), (1, ("1 Introduction",))]  # unsorted
+    chunks = chunk_pages(
+        _pages(4, chars=500), document_id="d", version=1, chunk_size=400, chunk_overlap=0,
+        title="Beamer user guide", outline=outline,
+    )  # fmt: skip
+    by_page = {c.page_start: c for c in chunks}
+    assert by_page[1].context == "Beamer user guide. 1 Introduction"
+    assert by_page[4].context == "Beamer user guide. 2 Overlays > 2.1 Pause"  # the last entry before it
+    assert by_page[4].embedding_text == f"{by_page[4].context}\n{by_page[4].text}"
+    assert not by_page[4].text.startswith("Beamer")  # the stored, cited text is the chunk's own
+
+
+def test_without_an_outline_the_context_is_the_title_or_nothing():
+    assert section_context("Manual", [], 5) == "Manual."
+    assert section_context("", [(1, ("Intro",))], 5) == "Intro"
+    assert section_context("Manual", [(9, ("Late",))], 5) == "Manual."
+    plain = chunk_pages(_pages(2), document_id="d", version=1)
+    assert all(c.context == "" and c.embedding_text == c.text for c in plain)
+    assert len(section_context("T" * 500, [], 1)) == CONTEXT_MAX_CHARS

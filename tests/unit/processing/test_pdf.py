@@ -209,3 +209,26 @@ def _segfault() -> None:
     import ctypes
 
     ctypes.string_at(0)
+
+
+def test_outline_gives_the_title_and_each_bookmark_with_its_heading_path_and_page():
+    import io
+
+    from pypdf import PdfWriter
+
+    from processing.pdf import outline
+
+    writer = PdfWriter()
+    for _ in range(4):
+        writer.add_blank_page(200, 200)
+    writer.add_metadata({"/Title": "The  manual"})
+    writer.add_outline_item("Contents", 0)
+    chapter = writer.add_outline_item("1 Overlays", 1)
+    writer.add_outline_item("1.1 Pause", 2, parent=chapter)
+    writer.add_outline_item("2 Themes", 3)
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    title, entries = outline(buffer.getvalue())
+    assert title == "The manual"
+    assert entries == [(2, ("1 Overlays",)), (3, ("1 Overlays", "1.1 Pause")), (4, ("2 Themes",))]
+    assert outline(b"not a pdf") == ("", [])

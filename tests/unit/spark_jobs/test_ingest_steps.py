@@ -277,3 +277,45 @@ def test_is_transient_tells_network_and_5xx_errors_from_missing_objects():
     assert is_transient(client_error("InternalError", 500)) and is_transient(client_error("SlowDown", 503))
     assert not is_transient(client_error("NoSuchKey", 404)) and not is_transient(client_error("AccessDenied", 403))
     assert not is_transient(FileNotFoundError()) and not is_transient(ValueError("bad URI"))
+
+
+# ---- section context: title and outline carried from the raw PDF to what is embedded
+
+
+def _outlined_pdf() -> bytes:
+    from pypdf import PdfReader, PdfWriter
+
+    plain = samples.short_pdf("Overlays show items one at a time.", pages=3)  # no metadata title
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(plain)))
+    writer.add_outline_item("1 Overlays", 1)  # page 2
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+def test_the_outline_read_at_opening_reaches_what_is_embedded_but_not_the_stored_text(tmp_path):
+    from core.settings import IngestSettings
+    from spark_jobs.ingest import embed, extract
+
+    store, settings, upload = _stored(tmp_path, _outlined_pdf())
+    reader = RawUploadReader(settings, RetryPolicy(1, 0.0, 0.0), store=store, sleep=pytest.fail)
+    opened = open_document(upload, reader)
+    assert isinstance(opened, OpenedDocument)
+    assert opened.title == "a" and opened.outline == ((2, ("1 Overlays",)),)  # no PDF title: the file name's stem
+    texts = [(number, f"Page {number}. " + "Overlays show items one at a time. " * 20) for number in (1, 2, 3)]
+    [parsed] = extract.gather_pages([opened], [(0, texts, None)])
+    chunked = extract.chunk(parsed, IngestSettings(chunk_size=300, chunk_overlap=0))
+    assert not isinstance(chunked, FailedDocument)
+    contexts = {c.page_start: c.context for c in chunked.chunks}
+    assert contexts[1] == "a." and contexts[3] == "a. 1 Overlays"
+    [group] = chunk_groups([len(chunked.chunks)], len(chunked.chunks))
+    embedded = embed._texts(chunked, group, len(chunked.chunks))
+    assert embedded == [f"{c.context}\n{c.text}" for c in chunked.chunks]
+    assert not any(c.text.startswith("a.") for c in chunked.chunks)  # the stored text is the chunk's own
+
+
+def test_an_outline_that_cannot_be_read_in_time_leaves_the_document_without_context():
+    from processing.pdf import Limits, bounded_outline
+
+    assert bounded_outline(_outlined_pdf(), Limits(timeout_s=0)) == ("", [])  # out of time: no context, no error
+    assert bounded_outline(samples.corrupt_pdf(), Limits()) == ("", [])
