@@ -58,7 +58,9 @@ class SearchService:
         if self._error is not None:
             return {"name": "search", "ok": False, "latency_ms": None, "detail": self._error[:200]}
         latency = round(self.load_seconds * 1000, 2) if self.load_seconds is not None else None
-        return {"name": "search", "ok": True, "latency_ms": latency, "detail": "loaded"}
+        cache = self._cache
+        cached = f"; {cache.courses} courses cached ({cache.nbytes / 2**20:.0f} MiB)" if cache is not None else ""
+        return {"name": "search", "ok": True, "latency_ms": latency, "detail": f"loaded{cached}"}
 
     def load(self) -> None:
         """Opens the query embedder and LanceDB and warms both up (blocking: run it off the loop)."""

@@ -161,7 +161,11 @@ class CourseCache:
 
     @property
     def nbytes(self) -> int:
-        return sum(entry.nbytes for entry in self._entries.values())
+        return sum(entry.nbytes for entry in list(self._entries.values()))
+
+    @property
+    def courses(self) -> int:
+        return len(self._entries)
 
     def table(self, name: str, opener: Callable[[], Any]) -> Any:
         """The open handle of table ``name`` (opened by ``opener`` once): a kept handle follows
@@ -219,7 +223,8 @@ class CourseCache:
                 self.loads += 1
             with self._lock:
                 self._entries.pop(key, None)
-                if fresh is not None and fresh.nbytes <= self.max_bytes:
+                # an empty course is not kept: nothing to search, and nothing to count as cached
+                if fresh is not None and fresh.rows and fresh.nbytes <= self.max_bytes:
                     self._entries[key] = fresh
                     self._evict()
             return fresh
