@@ -177,7 +177,7 @@ class LanceDBSettings(_Section):
         0.5, ge=0, description="Weight of the BM25 list in the fusion (0.5: chosen with context vectors)"
     )
     phrase_weight: float = Field(
-        2.0, ge=0, description="Weight of the list of chunks quoting a 3+ word query verbatim in the fusion"
+        3.0, ge=0, description="Weight of the list of chunks quoting a 3+ word query verbatim in the fusion"
     )
     phrase_candidates: int = Field(50, ge=1, description="Chunks taken from the phrase query")
     one_hit_per_page: bool = Field(True, description="Search returns the best chunk of each page span only")
