@@ -14,37 +14,20 @@ from __future__ import annotations
 
 import bisect
 import time
-from pathlib import Path
 from typing import Any
 
 from bench.corpus import DOCUMENTS, document_path
 
-SKIPPED = {"contents", "short contents", "list of figures", "list of tables", "index"}
-
 
 def outline(name: str) -> tuple[str, list[tuple[int, tuple[str, ...]]]]:
-    """(title, [(1-based first page, heading path)]) of one evaluation document, by page."""
-    import pypdfium2 as pdfium
+    """(title, [(1-based first page, heading path)]) of one evaluation document, by page: the
+    platform's own outline reader (``processing.pdf.outline``) and title fallback
+    (``processing.chunking.document_title``)."""
+    from processing.chunking import document_title
+    from processing.pdf import outline as read_outline
 
-    pdf = pdfium.PdfDocument(str(document_path(name)))
-    try:
-        title = (pdf.get_metadata_dict().get("Title") or "").strip() or Path(DOCUMENTS[name]).stem
-        stack: list[str] = []
-        entries: list[tuple[int, tuple[str, ...]]] = []
-        for mark in pdf.get_toc(max_depth=8):
-            dest = mark.get_dest()
-            index = dest.get_index() if dest is not None else None
-            heading = " ".join((mark.get_title() or "").split())
-            if index is None or not heading:
-                continue
-            del stack[mark.level :]
-            stack.append(heading)
-            if heading.lower() not in SKIPPED:
-                entries.append((int(index) + 1, tuple(stack)))
-        entries.sort(key=lambda entry: entry[0])  # stable: document order within a page
-        return title, entries
-    finally:
-        pdf.close()
+    title, entries = read_outline(document_path(name).read_bytes())
+    return document_title(title, DOCUMENTS[name]), sorted(entries, key=lambda entry: entry[0])
 
 
 def heading_at(entries: list[tuple[int, tuple[str, ...]]], page: int) -> tuple[str, ...]:

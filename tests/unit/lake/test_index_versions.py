@@ -7,17 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from core.settings import Settings
 from lake import index_versions as iv
 from lake.vectors import chunk_rows, connect, open_chunks, upsert_chunks
-
-
-@pytest.fixture
-def settings(tmp_path) -> Settings:
-    data = Settings(environment="test").model_dump()
-    data["lancedb"].update(uri=str(tmp_path / "lancedb"), read_consistency_s=0.0)
-    iv.forget_live()
-    return Settings(**data)
 
 
 def _row(chunk: str) -> dict:

@@ -14,14 +14,6 @@ from lake.reprocess_handover import finish, finish_pending, hand_over
 from lake.vectors import chunk_rows, connect, open_chunks, upsert_chunks
 
 
-@pytest.fixture
-def settings(tmp_path) -> Settings:
-    data = Settings(environment="test").model_dump()
-    data["lancedb"].update(uri=str(tmp_path / "lancedb"), read_consistency_s=0.0)
-    iv.forget_live()
-    return Settings(**data)
-
-
 def rows(document: str, version: int, n: int, *, course: str = "c", embedded: bool = True, tag: str = "") -> list:
     return [{"chunk_id": f"{document}-{version}-{i}{tag}", "document_id": document, "version": version,
              "course_id": course, "chunk_index": i, "page_start": 1, "page_end": 1, "text": f"{document} {i}",
