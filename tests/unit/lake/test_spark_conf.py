@@ -11,7 +11,9 @@ def test_spark_conf_wires_delta_s3_and_jars(tmp_path):
     listing.write_text(f"{jar}\n")
     settings = Settings(spark={"jars_classpath_file": listing}, object_store={"port": 9999})
     conf = spark_conf(settings, "t")
-    assert conf["spark.jars"] == str(jar)
+    # Loaded in place from the class path: nothing copied into a per-application folder.
+    assert conf["spark.driver.extraClassPath"] == conf["spark.executor.extraClassPath"] == str(jar)
+    assert "spark.jars" not in conf
     assert conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
     assert conf["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:9999"
     assert conf["spark.hadoop.fs.s3a.path.style.access"] == "true"
