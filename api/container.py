@@ -105,7 +105,9 @@ class Services:
         jobs = JobService(document_records, redis, courses)
         publisher = EventPublisher(settings.kafka, client_id="lakehouse-api")
         airflow = AirflowConnection(settings)
-        analytics = AnalyticsPublisher(settings.kafka, on_drop=metrics.analytics_dropped.inc)
+        analytics = AnalyticsPublisher(
+            settings.kafka, on_drop=metrics.analytics_dropped.inc, flush_interval_s=settings.api.analytics_flush_s
+        )
         uploads = UploadService(
             max_upload_bytes=settings.api.max_upload_bytes,
             store=object_store(settings.object_store),

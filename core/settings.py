@@ -374,6 +374,12 @@ class APISettings(_Section):
         le=1,
         description="Share of requests whose latency is sent as a `request.sampled` analytics event (warehouse)",
     )
+    analytics_flush_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="Seconds the API gathers analytics events before sending them to Kafka in one batch",
+    )
     docs_enabled: bool = Field(True, description="Serve /docs and /openapi.json")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of `lakehouse api` (INFO logs one line per request)"

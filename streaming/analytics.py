@@ -25,6 +25,15 @@ _STOP = object()
 
 
 class AnalyticsPublisher:
+    """Events in a bounded buffer, sent by one thread in batches: every ``flush_interval_s`` it
+    sends what gathered (up to ``max_batch``) and waits for the broker's acknowledgement once.
+
+    Why batches: kafka-python is pure Python, and an event sent and acknowledged on its own cost
+    ~2.5 ms of CPU (its network thread wakes for every round trip), all of it under the GIL the
+    requests need: with one search event per search, the API's search p50 went from 13.4 ms
+    without analytics to 17.3 ms with them (bench/search_api.py). Sent in batches, an event costs
+    ~0.15 ms, once a second, off the moment a request is being answered."""
+
     def __init__(
         self,
         settings: KafkaSettings,
@@ -32,16 +41,23 @@ class AnalyticsPublisher:
         capacity: int = 10_000,
         on_drop: Callable[[], None] = lambda: None,
         client_id: str = "lakehouse-analytics",
+        flush_interval_s: float = 1.0,
+        max_batch: int = 1_000,
     ) -> None:
         self.settings = settings
         self.client_id = client_id
         self.on_drop = on_drop
+        self.flush_interval_s = flush_interval_s
+        self.max_batch = max_batch
         self.dropped = 0
         self.sent = 0
+        self.batches = 0  # batches the broker acknowledged (tests, metrics)
         self._buffer: queue.Queue[Any] = queue.Queue(maxsize=capacity)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closing = threading.Event()
+        self._wake = threading.Event()  # flush() and close(): send what gathered now
+        self._accepted = 0  # events put in the buffer: flush() waits until as many were sent
 
     def emit(self, name: str, *, user_id: str | None, course_id: str | None, **properties: Any) -> None:
         """Buffers one event and returns at once (drops and counts it when the buffer is full)."""
@@ -59,6 +75,9 @@ class AnalyticsPublisher:
         except queue.Full:
             self.dropped += 1
             self.on_drop()
+            return
+        with self._lock:
+            self._accepted += 1
 
     def _start(self) -> None:
         with self._lock:
@@ -66,49 +85,82 @@ class AnalyticsPublisher:
                 self._thread = threading.Thread(target=self._drain, name="analytics-publisher", daemon=True)
                 self._thread.start()
 
+    def _gather(self, batch: list[AnalyticsEvent]) -> bool:
+        """Adds buffered events to ``batch`` (waiting for the first, then for the interval);
+        False once close() asked to stop and nothing is left to send."""
+        stopping = False
+        if not batch:
+            first = self._buffer.get()
+            if first is _STOP:
+                return False
+            batch.append(first)
+            self._wake.wait(self.flush_interval_s)  # let a batch gather
+            self._wake.clear()
+        while len(batch) < self.max_batch:
+            try:
+                event = self._buffer.get_nowait()
+            except queue.Empty:
+                break
+            if event is _STOP:
+                stopping = True
+                break
+            batch.append(event)
+        if stopping:
+            self._closing.set()
+        return True
+
     def _drain(self) -> None:
         from streaming.kafka import json_producer
 
         producer = None
-        pending: AnalyticsEvent | None = None
-        while not (self._closing.is_set() and pending is not None):
-            event = pending or self._buffer.get()
-            if event is _STOP:
-                break
+        batch: list[AnalyticsEvent] = []
+        topic = self.settings.topic(TOPIC_ANALYTICS_EVENTS)
+        while self._gather(batch):
+            futures: list[Any] = []
             try:
                 if producer is None:
                     producer = json_producer(self.settings, client_id=self.client_id)
-                producer.send(
-                    self.settings.topic(TOPIC_ANALYTICS_EVENTS),
-                    key=event.course_id,
-                    value=event.model_dump(mode="json"),
-                ).get(timeout=10)
-                self.sent += 1
-                pending = None
-            except Exception as exc:  # noqa: BLE001 - Kafka down: keep the event, wait, try again
-                log.warning("analytics event not sent yet (%s); retrying", type(exc).__name__)
-                pending = event
+                futures = [producer.send(topic, key=e.course_id, value=e.model_dump(mode="json")) for e in batch]
+                producer.flush(timeout=10)
+                unsent = [event for event, future in zip(batch, futures, strict=True) if not future.succeeded()]
+                self.sent += len(batch) - len(unsent)
+                if unsent:
+                    raise RuntimeError(f"{len(unsent)} of {len(batch)} events not acknowledged")
+                self.batches += 1
+                batch = []
+            except Exception as exc:  # noqa: BLE001 - Kafka down: keep the events, wait, try again
+                log.warning("%d analytics events not sent yet (%s); retrying", len(batch), exc)
+                if len(futures) == len(batch):  # all handed to the producer: keep the unacknowledged
+                    batch = [event for event, future in zip(batch, futures, strict=True) if not future.succeeded()]
                 if producer is not None:
                     producer.close(timeout=1)
                     producer = None
+                if self._closing.is_set():
+                    break
                 self._closing.wait(1.0)
-        if pending is not None:
-            log.warning("closing with an unsent analytics event (Kafka unreachable)")
+            if self._closing.is_set() and self._buffer.empty() and not batch:
+                break
+        if batch:
+            log.warning("closing with %d unsent analytics events (Kafka unreachable)", len(batch))
         if producer is not None:
             producer.close(timeout=5)
 
     def flush(self, timeout_s: float = 10.0) -> bool:
-        """Waits until the buffer is empty (for tests and shutdown); True when it is."""
+        """Sends what gathered now and waits until it is acknowledged (tests and shutdown); True
+        when nothing is left."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self._buffer.empty():
-                return True
+            with self._lock:
+                if self.sent >= self._accepted:
+                    return True
+            self._wake.set()
             time.sleep(0.05)
-        return self._buffer.empty()
+        return self.sent >= self._accepted
 
     def close(self) -> None:
         """Sends what is buffered (while Kafka answers), then stops the sender."""
         self._closing.set()
+        self._wake.set()
         with self._lock:
             thread = self._thread
         if thread is not None:
