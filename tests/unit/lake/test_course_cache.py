@@ -188,3 +188,36 @@ def test_query_terms_word_by_word_equal_the_tokenizer_on_the_whole_query(lance):
         whole = [token.text for token in table.tokenize(normalized_words(query), column="text")]
         assert search.query_terms(table, normalized_words(query)) == whole, query
         assert search.query_terms(table, normalized_words(query)) == whole, query  # remembered words
+
+
+def _scanned(course, wanted, limit):
+    """The verbatim answer by brute force: every live row's normalised text, in row order."""
+    texts = course.haystack.split("\n")
+    return [course.columns["chunk_id"][i] for i, text in enumerate(texts) if course.alive[i] and wanted in text][:limit]
+
+
+def test_verbatim_through_the_word_index_finds_what_a_full_scan_finds(lance):
+    """Phrases cut anywhere (first and last words partial), before and after a refresh that masks
+    re-written rows and appends new ones to the shared word index."""
+    _, _, table = lance
+    cache = _cache(lance)
+    rng = np.random.default_rng(7)
+
+    def phrases(course):
+        texts = course.haystack.split("\n")
+        for _ in range(150):
+            text = texts[int(rng.integers(len(texts)))]
+            begin = int(rng.integers(0, max(1, len(text) - 12)))
+            yield text[begin : begin + int(rng.integers(8, 40))].strip()
+        yield "narwhal walrus otter"
+        yield "no such words here"
+
+    course = cache.get(table, "c1")
+    for wanted in phrases(course):
+        assert [r["chunk_id"] for r in course.verbatim(wanted, 5)] == _scanned(course, wanted, 5), wanted
+    vectors.upsert_chunks(table, _rows("d1", 10, seed=1))  # 10 rows re-written: the old ones masked
+    vectors.upsert_chunks(table, _rows("d4", 12, seed=9, start_page=50))  # and new ones
+    course = cache.get(table, "c1")
+    assert cache.refreshes >= 1 and not course.alive.all()
+    for wanted in phrases(course):
+        assert [r["chunk_id"] for r in course.verbatim(wanted, 50)] == _scanned(course, wanted, 50), wanted
