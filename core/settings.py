@@ -187,7 +187,9 @@ class LanceDBSettings(_Section):
     page_pool: int = Field(20, ge=1, description="Best fused chunks grouped into pages (their columns are read)")
     candidates: int = Field(50, ge=1, description="Candidates taken from each of vector and full-text search")
     parallel_sides: bool = Field(
-        True, description="A search runs its full-text queries on a worker thread while it embeds the query"
+        True,
+        description="A search of a course not cached runs its LanceDB full-text queries on worker threads while it "
+        "embeds the query",
     )
     course_cache_mb: int = Field(
         256, ge=0, description="A searching API process keeps its hot courses' chunks in this much memory (0: off)"

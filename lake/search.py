@@ -86,14 +86,12 @@ def hybrid_search(
     # while this one embeds the query (``lancedb.parallel_sides``).
     words = normalized_words(query)
     phrase = words if len(words.split()) >= PHRASE_MIN_WORDS else ""
-    # A cached course answers all three sides from memory (``lake.course_cache``); otherwise
-    # the LanceDB queries of the text side run on worker threads while this one embeds the query
-    # (``lancedb.parallel_sides``).
-    # A cached course embeds the query on a worker thread (ONNX lets go of the GIL) while this
-    # one runs BM25 and the verbatim scan from memory.
-    embedding: Future[Any] | None = None
-    if course is not None and mode == "hybrid" and settings.parallel_sides:
-        embedding = _sides().submit(embedder.encode, [query])
+    # A cached course answers all three sides from memory (``lake.course_cache``), all on this
+    # thread: embedding the query on a worker meanwhile saved nothing (BM25 and the verbatim
+    # check hold the GIL the embedder's Python needs) and the hand-off widened the tail (API
+    # p95 15.6 ms with it, 12.0 without, bench/search_api.py). Otherwise the LanceDB queries of
+    # the text side run on worker threads while this one embeds the query
+    # (``lancedb.parallel_sides``): they let go of the GIL and take longer.
     text_rows: list[dict[str, Any]] | None = None
     if course is not None and course.postings is not None and mode != "vector" and words:
         text_rows = course.best_text(query_terms(table, words), candidates)
@@ -108,7 +106,7 @@ def hybrid_search(
         verbatim = course.verbatim(phrase, settings.phrase_candidates)
     lists: list[tuple[str, list[dict[str, Any]], float]] = []
     if mode != "text":
-        vector = (embedding.result() if embedding is not None else embedder.encode([query]))[0]
+        vector = embedder.encode([query])[0]
         if course is not None:
             vector_rows = course.nearest(vector, candidates)
         else:
