@@ -197,6 +197,12 @@ class LanceDBSettings(_Section):
     course_cache_max_rows: int = Field(
         50_000, ge=0, description="A course with more chunks than this is searched in LanceDB, not cached"
     )
+    handover_wait_s: float = Field(
+        300.0,
+        ge=0,
+        description="The stream's LanceDB writer waits this long for a reprocess's handover (a version "
+        "`retiring`), then writes on and logs the version to rerun",
+    )
     read_consistency_s: float = Field(
         1.0, ge=0, description="A reader's open table checks for new versions this often (0: on every read)"
     )

@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 REGISTRY_TABLE = "index_versions"
 IndexState = Literal["building", "checked", "live", "retiring", "retired", "dropped", "failed"]
-HANDOVER_WAIT_S = 300.0  # a writer waits this long for a handover, then writes anyway (logged)
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 REGISTRY_SCHEMA = pa.schema(
     [
@@ -164,14 +163,15 @@ def settled_live(
     db: lancedb.DBConnection,
     settings: LanceDBSettings,
     *,
-    wait_s: float = HANDOVER_WAIT_S,
+    wait_s: float | None = None,
     poll_s: float = 0.1,
     ignore: Collection[int] = (),
 ) -> tuple[LiveIndex, list[int]]:
     """The live version and its table read now (not remembered), for the stream's writer, once
     no version is ``retiring`` (a reprocess's handover running; those in ``ignore`` were waited
-    for in vain before): waits for that up to ``wait_s``. Also returns the versions still
-    retiring after the wait (empty unless it timed out)."""
+    for in vain before): waits for that up to ``wait_s`` (``lancedb.handover_wait_s`` unless
+    given). Also returns the versions still retiring after the wait (empty unless it timed out)."""
+    wait_s = settings.handover_wait_s if wait_s is None else wait_s
     deadline = time.monotonic() + wait_s
     while True:
         versions = list_versions(db)

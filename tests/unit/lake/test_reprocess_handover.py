@@ -66,7 +66,8 @@ def test_a_writer_waits_while_a_version_is_retiring_then_a_cut_off_handover_is_f
     upsert_chunks(open_chunks(db, settings.lancedb), chunk_rows(rows("a", 1, 1)))
     switched(db, settings, scope="all")
     started = time.monotonic()
-    live, stuck = iv.settled_live(db, settings.lancedb, wait_s=0.3, poll_s=0.05)
+    lance = settings.lancedb.model_copy(update={"handover_wait_s": 0.3})  # the writer's wait is a setting
+    live, stuck = iv.settled_live(db, lance, poll_s=0.05)
     assert time.monotonic() - started >= 0.3 and stuck == [1] and live == iv.LiveIndex(2, "chunks_v2")
     assert iv.settled_live(db, settings.lancedb, wait_s=5, ignore=stuck)[1] == []  # given up on: no new wait
     # the reprocess crashed after its switch: its rerun finishes the handover first
