@@ -82,8 +82,7 @@ def hybrid_search(
     # Every side returns chunk ids, row ids and its score only: the page and text columns are
     # read for the fused head alone (from the course cache, else one take by row id), since
     # reading them for every candidate of every list cost ~15 ms per side at 1M rows
-    # (bench/search_scale.py). The LanceDB queries of the text side run on a worker thread
-    # while this one embeds the query (``lancedb.parallel_sides``).
+    # (bench/search_scale.py).
     words = normalized_words(query)
     phrase = words if len(words.split()) >= PHRASE_MIN_WORDS else ""
     # A cached course answers all three sides from memory (``lake.course_cache``), all on this

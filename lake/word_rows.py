@@ -30,8 +30,9 @@ class WordRows:
 
     @property
     def nbytes(self) -> int:
-        """About what the index holds: a list slot per (word, row) and a list per word."""
-        return 8 * self._pairs + 120 * len(self._rows)
+        """About what the index holds: a list slot per (word, row), a list per word, and the
+        arrays built for the words searched."""
+        return 8 * self._pairs + 120 * len(self._rows) + sum(a.nbytes for a in list(self._arrays.values()))
 
     def append(self, normalized: str) -> int:
         """Adds a row of normalised text (lower-case words separated by single spaces); its row."""

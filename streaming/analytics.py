@@ -22,6 +22,7 @@ from core.settings import KafkaSettings
 
 log = logging.getLogger("streaming.analytics")
 _STOP = object()
+_NOT_HANDED_OVER = object()
 
 
 class AnalyticsPublisher:
@@ -57,7 +58,8 @@ class AnalyticsPublisher:
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._wake = threading.Event()  # flush() and close(): send what gathered now
-        self._accepted = 0  # events put in the buffer: flush() waits until as many were sent
+        self._accepted = 0  # events put in the buffer: flush() waits until as many were settled
+        self._undeliverable = 0  # events Kafka can never take (too large...): dropped and counted
 
     def emit(self, name: str, *, user_id: str | None, course_id: str | None, **properties: Any) -> None:
         """Buffers one event and returns at once (drops and counts it when the buffer is full)."""
@@ -70,14 +72,15 @@ class AnalyticsPublisher:
             properties=properties,
         )
         self._start()
+        with self._lock:  # counted before the sender can see it: flush() never overtakes an event
+            self._accepted += 1
         try:
             self._buffer.put_nowait(event)
         except queue.Full:
-            self.dropped += 1
+            with self._lock:
+                self._accepted -= 1
+                self.dropped += 1
             self.on_drop()
-            return
-        with self._lock:
-            self._accepted += 1
 
     def _start(self) -> None:
         with self._lock:
@@ -86,64 +89,94 @@ class AnalyticsPublisher:
                 self._thread.start()
 
     def _gather(self, batch: list[AnalyticsEvent]) -> bool:
-        """Adds buffered events to ``batch`` (waiting for the first, then for the interval);
-        False once close() asked to stop and nothing is left to send."""
-        stopping = False
+        """Adds buffered events to ``batch`` (waiting for the first, then for the interval unless
+        closing); False once close() asked to stop and nothing is left to send."""
         if not batch:
             first = self._buffer.get()
             if first is _STOP:
                 return False
             batch.append(first)
-            self._wake.wait(self.flush_interval_s)  # let a batch gather
-            self._wake.clear()
+            if not self._closing.is_set():
+                self._wake.wait(self.flush_interval_s)  # let a batch gather
+                self._wake.clear()
         while len(batch) < self.max_batch:
             try:
                 event = self._buffer.get_nowait()
             except queue.Empty:
                 break
             if event is _STOP:
-                stopping = True
+                self._closing.set()
                 break
             batch.append(event)
-        if stopping:
-            self._closing.set()
         return True
 
     def _drain(self) -> None:
+        """At least once: a batch the broker did not acknowledge is sent again (by a new producer,
+        so a retried event can arrive twice); the warehouse keys events by ``event_id``."""
+        from kafka.errors import KafkaTimeoutError
+
         from streaming.kafka import json_producer
 
         producer = None
         batch: list[AnalyticsEvent] = []
         topic = self.settings.topic(TOPIC_ANALYTICS_EVENTS)
         while self._gather(batch):
-            futures: list[Any] = []
+            futures: list[Any] = []  # one per event of the batch handed to the producer, in order
+            failed = False
             try:
                 if producer is None:
                     producer = json_producer(self.settings, client_id=self.client_id)
-                futures = [producer.send(topic, key=e.course_id, value=e.model_dump(mode="json")) for e in batch]
+                for event in batch:
+                    try:
+                        futures.append(producer.send(topic, key=event.course_id, value=event.model_dump(mode="json")))
+                    except KafkaTimeoutError:
+                        raise  # no metadata: Kafka is unreachable
+                    except Exception:  # this event can never be sent (e.g. too large): dropped, counted
+                        log.exception("analytics event %s cannot be sent; dropped", event.event_id)
+                        futures.append(None)
                 producer.flush(timeout=10)
-                unsent = [event for event, future in zip(batch, futures, strict=True) if not future.succeeded()]
-                self.sent += len(batch) - len(unsent)
-                if unsent:
-                    raise RuntimeError(f"{len(unsent)} of {len(batch)} events not acknowledged")
-                self.batches += 1
-                batch = []
-            except Exception as exc:  # noqa: BLE001 - Kafka down: keep the events, wait, try again
+            except Exception as exc:  # noqa: BLE001 - Kafka down: keep what was not acknowledged
                 log.warning("%d analytics events not sent yet (%s); retrying", len(batch), exc)
-                if len(futures) == len(batch):  # all handed to the producer: keep the unacknowledged
-                    batch = [event for event, future in zip(batch, futures, strict=True) if not future.succeeded()]
-                if producer is not None:
-                    producer.close(timeout=1)
-                    producer = None
+                failed = True
+                _discard(producer)  # first: what it acknowledges while closing counts as sent
+                producer = None
+            remaining = self._settle(batch, futures)
+            if not failed and not remaining:
+                self.batches += 1
+            batch = remaining
+            if batch:
                 if self._closing.is_set():
                     break
                 self._closing.wait(1.0)
-            if self._closing.is_set() and self._buffer.empty() and not batch:
+            elif self._closing.is_set() and self._buffer.empty():
                 break
         if batch:
             log.warning("closing with %d unsent analytics events (Kafka unreachable)", len(batch))
-        if producer is not None:
-            producer.close(timeout=5)
+        _discard(producer, timeout_s=5)
+
+    def _settle(self, batch: list[AnalyticsEvent], futures: list[Any]) -> list[AnalyticsEvent]:
+        """Counts the acknowledged and the undeliverable events of ``batch``; the others, to send again."""
+        remaining: list[AnalyticsEvent] = []
+        sent = undeliverable = 0
+        for index, event in enumerate(batch):
+            future: Any = futures[index] if index < len(futures) else _NOT_HANDED_OVER
+            if future is None:
+                undeliverable += 1
+            elif future is _NOT_HANDED_OVER:
+                remaining.append(event)
+            elif future.succeeded():
+                sent += 1
+            elif future.failed() and not getattr(future.exception, "retriable", True):
+                undeliverable += 1
+            else:
+                remaining.append(event)
+        with self._lock:
+            self.sent += sent
+            self._undeliverable += undeliverable
+            self.dropped += undeliverable
+        for _ in range(undeliverable):
+            self.on_drop()
+        return remaining
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Sends what gathered now and waits until it is acknowledged (tests and shutdown); True
@@ -151,11 +184,12 @@ class AnalyticsPublisher:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with self._lock:
-                if self.sent >= self._accepted:
+                if self.sent + self._undeliverable >= self._accepted:
                     return True
             self._wake.set()
             time.sleep(0.05)
-        return self.sent >= self._accepted
+        with self._lock:
+            return self.sent + self._undeliverable >= self._accepted
 
     def close(self) -> None:
         """Sends what is buffered (while Kafka answers), then stops the sender."""
@@ -169,3 +203,14 @@ class AnalyticsPublisher:
             except queue.Full:
                 pass
             thread.join(timeout=5)
+
+
+def _discard(producer: Any, *, timeout_s: float = 1.0) -> None:
+    """Closes ``producer`` (if any) without raising: kafka-python's close flushes first, and that
+    raises when the broker is gone (it killed the sender thread once)."""
+    if producer is None:
+        return
+    try:
+        producer.close(timeout=timeout_s)
+    except Exception as exc:  # noqa: BLE001 - the broker is gone; the events are kept by the caller
+        log.warning("analytics producer closed uncleanly (%s)", type(exc).__name__)

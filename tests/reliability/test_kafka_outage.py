@@ -1,7 +1,8 @@
 """The Kafka broker stopped and restarted while uploads go on (a private broker; the shared one
 is never touched): uploads during the outage get 503 with ``Retry-After`` and a failed job that
 says why; every upload that got a 202 — before, during or after — is on the topic exactly once;
-none of the refused ones turns up later.
+none of the refused ones turns up later. The analytics sender, connected before the outage, keeps
+the events emitted during it and delivers every one once the broker is back.
 
 (``tests/integration/api/test_api_uploads.py`` covers a broker that is never reachable.)
 """
@@ -38,9 +39,23 @@ def _events(settings) -> list[dict]:
         consumer.close()
 
 
+def _probe_events(settings) -> list[dict]:
+    from core.events import TOPIC_ANALYTICS_EVENTS
+    from streaming.kafka import json_consumer
+
+    topic = settings.kafka.topic(TOPIC_ANALYTICS_EVENTS)
+    consumer = json_consumer(settings.kafka, topic, group_id=None, consumer_timeout_ms=3000)
+    try:
+        return [m.value for m in consumer if m.value.get("name") == "outage.probe"]
+    finally:
+        consumer.close()
+
+
 def test_uploads_during_a_broker_restart_are_refused_with_retry_after_and_none_accepted_is_lost(
     api_settings, make_client, tmp_path, report_counts
 ):
+    from streaming.analytics import AnalyticsPublisher
+
     with private_service(api_settings, "kafka", tmp_path / "kafka-stack") as (broker, kafka_settings):
         settings = derive(
             kafka_settings,
@@ -62,8 +77,14 @@ def test_uploads_during_a_broker_restart_are_refused_with_retry_after_and_none_a
 
         for i in range(3):
             accept(i)  # broker up
+        analytics = AnalyticsPublisher(settings.kafka, flush_interval_s=0.2)
+        for n in range(3):
+            analytics.emit("outage.probe", user_id=None, course_id=course["id"], n=n)
+        assert analytics.flush(30), "analytics events not delivered with the broker up"
 
         assert broker.stop("kafka")
+        for n in range(3, 6):  # the sender is connected: these wait for the broker
+            analytics.emit("outage.probe", user_id=None, course_id=course["id"], n=n)
         retry_after = []
         started = time.monotonic()
         for i in (3, 4):
@@ -92,8 +113,13 @@ def test_uploads_during_a_broker_restart_are_refused_with_retry_after_and_none_a
         for i in (3, 4):  # the refused uploads, sent again as the 503 asked: a new version each
             accept(i)
 
+        for n in range(6, 9):
+            analytics.emit("outage.probe", user_id=None, course_id=course["id"], n=n)
+        analytics_delivered = analytics.flush(60)
+        analytics.close()
         time.sleep(2)  # a refused record still buffered in the producer would be delivered by now
         events = _events(settings)
+        probes = _probe_events(settings)
     on_topic = Counter((e["document_id"], e["version"]) for e in events)
     lost = [key for key in accepted if on_topic[key] == 0]
     doubled = [key for key, n in on_topic.items() if n > 1]
@@ -109,8 +135,11 @@ def test_uploads_during_a_broker_restart_are_refused_with_retry_after_and_none_a
             ("accepted uploads lost", 0, len(lost)),
             ("events doubled", 0, len(doubled)),
             ("refused uploads delivered later", 0, len(ghosts)),
+            ("analytics events delivered (distinct)", 9, len({e["properties"]["n"] for e in probes})),
         ],
     )
+    assert analytics_delivered, "the analytics sender did not deliver what the outage held back"
+    assert sorted({e["properties"]["n"] for e in probes}) == list(range(9))
     assert len(refused) == 2 and all(retry_after), retry_after
     assert lost == [] and doubled == []
     assert ghosts == [], "an upload answered 503 (and marked failed) reached the topic after all"
