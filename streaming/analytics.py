@@ -115,7 +115,7 @@ class AnalyticsPublisher:
         so a retried event can arrive twice); the warehouse keys events by ``event_id``."""
         from kafka.errors import KafkaTimeoutError
 
-        from streaming.kafka import json_producer
+        from streaming.kafka import close_producer, json_producer
 
         producer = None
         batch: list[AnalyticsEvent] = []
@@ -138,7 +138,7 @@ class AnalyticsPublisher:
             except Exception as exc:  # noqa: BLE001 - Kafka down: keep what was not acknowledged
                 log.warning("%d analytics events not sent yet (%s); retrying", len(batch), exc)
                 failed = True
-                _discard(producer)  # first: what it acknowledges while closing counts as sent
+                close_producer(producer, timeout_s=1)  # first: what it acknowledges while closing counts as sent
                 producer = None
             remaining = self._settle(batch, futures)
             if not failed and not remaining:
@@ -152,7 +152,7 @@ class AnalyticsPublisher:
                 break
         if batch:
             log.warning("closing with %d unsent analytics events (Kafka unreachable)", len(batch))
-        _discard(producer, timeout_s=5)
+        close_producer(producer)
 
     def _settle(self, batch: list[AnalyticsEvent], futures: list[Any]) -> list[AnalyticsEvent]:
         """Counts the acknowledged and the undeliverable events of ``batch``; the others, to send again."""
@@ -203,14 +203,3 @@ class AnalyticsPublisher:
             except queue.Full:
                 pass
             thread.join(timeout=5)
-
-
-def _discard(producer: Any, *, timeout_s: float = 1.0) -> None:
-    """Closes ``producer`` (if any) without raising: kafka-python's close flushes first, and that
-    raises when the broker is gone (it killed the sender thread once)."""
-    if producer is None:
-        return
-    try:
-        producer.close(timeout=timeout_s)
-    except Exception as exc:  # noqa: BLE001 - the broker is gone; the events are kept by the caller
-        log.warning("analytics producer closed uncleanly (%s)", type(exc).__name__)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
 from core.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from kafka import KafkaConsumer, KafkaProducer
@@ -27,6 +30,17 @@ def json_producer(settings: KafkaSettings, *, client_id: str = "lakehouse", **op
         key_serializer=lambda key: key.encode() if isinstance(key, str) else key,
         value_serializer=lambda value: json.dumps(value, separators=(",", ":"), default=str).encode(),
     )
+
+
+def close_producer(producer: Any, *, timeout_s: float = 5.0) -> None:
+    """Closes ``producer`` (if any) without raising: kafka-python's ``close`` flushes first, and
+    that raises when the broker is gone, which once killed the analytics sender's thread."""
+    if producer is None:
+        return
+    try:
+        producer.close(timeout=timeout_s)
+    except Exception as exc:  # noqa: BLE001 - the broker is gone; what was unsent is the caller's to keep
+        log.warning("Kafka producer closed uncleanly (%s)", type(exc).__name__)
 
 
 def json_consumer(settings: KafkaSettings, *topics: str, group_id: str | None, **overrides: Any) -> KafkaConsumer:
@@ -109,6 +123,5 @@ class EventPublisher:
 
     def close(self) -> None:
         with self._lock:
-            if self._producer is not None:
-                self._producer.close(timeout=5)
-                self._producer = None
+            close_producer(self._producer)
+            self._producer = None

@@ -136,9 +136,10 @@ class RedisKafkaStatusSink:
             self._producer.flush(timeout=30)
 
     def close(self) -> None:
-        if self._producer is not None:
-            self._producer.close(timeout=10)
-            self._producer = None
+        from streaming.kafka import close_producer
+
+        close_producer(self._producer, timeout_s=10)
+        self._producer = None
 
 
 class FanOutSink:
